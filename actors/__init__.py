@@ -1,0 +1,35 @@
+"""The media graph, the Ray WorkerActor and the public API (mediasoup v3's object model).
+
+```python
+from raysfu.actors import create_worker
+worker = await create_worker()
+router = await worker.create_router(media_codecs=[...])
+```
+"""
+
+from raysfu.transport.errors import InvalidStateError, SfuError, UnsupportedError
+
+from .api import (
+    Consumer,
+    Producer,
+    Router,
+    WebRtcTransport,
+    Worker,
+    create_worker,
+    create_workers,
+    ensure_ray,
+)
+
+__all__ = [
+    "Consumer",
+    "InvalidStateError",
+    "Producer",
+    "Router",
+    "SfuError",
+    "UnsupportedError",
+    "WebRtcTransport",
+    "Worker",
+    "create_worker",
+    "create_workers",
+    "ensure_ray",
+]

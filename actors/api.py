@@ -1,0 +1,868 @@
+"""Driver-side handles: mediasoup's object model in Python, backed by WorkerActors.
+
+Every handle holds the id of an object inside one WorkerActor and a :class:`_Channel` to that
+actor. Methods that ask the worker something are coroutines (``await router.dump()``);
+``close()`` is synchronous and fire-and-forget, as in mediasoup, and cascades locally at once
+(children get ``transportclose``/``routerclose``/``workerclose``). Events the worker originates
+(``producerclose``, ``producerpause``, ``icestatechange``, ...) arrive through one long-poll per
+worker and process, and are emitted on the handle (``handle.on("event", callback)``, pyee).
+Every handle has ``id``, ``closed``, ``app_data``, ``observer`` (an emitter of ``close`` and
+``new*`` events), as mediasoup.
+
+Errors: ``TypeError``/``ValueError`` for bad arguments (message names the field),
+``UnsupportedError``, ``InvalidStateError`` for calls on closed objects; worker-side errors are
+re-raised in the driver as the same class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import uuid
+from typing import Any
+
+from pyee.asyncio import AsyncIOEventEmitter
+
+from raysfu.transport import ortc
+from raysfu.transport.errors import InvalidStateError, UnsupportedError
+
+from .worker import WorkerActor, validate_worker_settings
+
+log = logging.getLogger("raysfu")
+
+_POLL_TIMEOUT_S = 1.0
+
+
+class _Emitter(AsyncIOEventEmitter):
+    """pyee emitter that never raises for an unhandled ``error`` event."""
+
+    def emit(self, event: str, *args: Any, **kwargs: Any) -> bool:  # type: ignore[override]
+        if event == "error" and not self.listeners("error"):
+            log.warning("unhandled error event: %s", args)
+            return False
+        try:
+            return super().emit(event, *args, **kwargs)
+        except RuntimeError:  # no running loop for an async listener: drop, never crash
+            return False
+
+
+def _unwrap_ray_error(exc: BaseException) -> BaseException:
+    """Ray wraps an actor-side exception in RayTaskError; return the original class if we can."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return cause
+    return exc
+
+
+class _Channel:
+    """One worker actor as seen from this process: requests and the event long-poll."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+        self.sub_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.handles: dict[str, Any] = {}
+        self._poll_task: asyncio.Task | None = None
+        self.closed = False
+        self.on_died: Any = None
+
+    async def start(self) -> None:
+        await self.actor.subscribe.remote(self.sub_id)
+        self._poll_task = asyncio.get_running_loop().create_task(self._poll_loop())
+
+    async def request(self, method: str, target_id: str | None = None, data: dict | None = None) -> Any:
+        if self.closed:
+            raise InvalidStateError("worker closed")
+        try:
+            return await self.actor.request.remote(method, target_id, data or {})
+        except Exception as exc:  # re-raise the worker's own error class
+            import ray.exceptions
+
+            if isinstance(exc, ray.exceptions.RayActorError):
+                raise InvalidStateError(f"worker died: {exc}") from exc
+            raise _unwrap_ray_error(exc) from None
+
+    def notify(self, method: str, target_id: str | None = None, data: dict | None = None) -> None:
+        """Fire a request without waiting (used by ``close()``); errors are logged."""
+        if self.closed:
+            return
+        ref = self.actor.request.remote(method, target_id, data or {})
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        async def _wait() -> None:
+            try:
+                await ref
+            except Exception as exc:  # the object may already be gone: not an error for close()
+                log.debug("%s on %s: %s", method, target_id, exc)
+
+        loop.create_task(_wait())
+
+    async def _poll_loop(self) -> None:
+        import ray.exceptions
+
+        while not self.closed:
+            try:
+                events = await self.actor.poll_events.remote(self.sub_id, _POLL_TIMEOUT_S)
+            except asyncio.CancelledError:
+                return
+            except ray.exceptions.RayActorError as exc:
+                if not self.closed and self.on_died is not None:
+                    self.on_died(exc)
+                return
+            except Exception as exc:  # transient: keep polling
+                log.warning("event poll failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            if events is None:
+                return
+            for target_id, event, data in events:
+                handle = self.handles.get(target_id)
+                if handle is not None:
+                    try:
+                        handle._on_notification(event, data)
+                    except Exception:
+                        log.exception("handler for %s %s failed", target_id, event)
+
+    def close(self) -> None:
+        self.closed = True
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+
+
+class _Handle(_Emitter):
+    """Common fields of every handle."""
+
+    _kind = "object"
+
+    def __init__(self, channel: _Channel, object_id: str, app_data: Any) -> None:
+        super().__init__()
+        self._channel = channel
+        self._id = object_id
+        self._closed = False
+        self._app_data = app_data if app_data is not None else {}
+        self._observer = _Emitter()
+        channel.handles[object_id] = self
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def app_data(self) -> Any:
+        return self._app_data
+
+    @app_data.setter
+    def app_data(self, value: Any) -> None:
+        self._app_data = value
+
+    @property
+    def observer(self) -> _Emitter:
+        return self._observer
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidStateError(f"{self._kind} closed")
+
+    async def _request(self, method: str, data: dict | None = None) -> Any:
+        self._check_open()
+        return await self._channel.request(method, self._id, data)
+
+    def _mark_closed(self, event: str | None) -> bool:
+        """Close locally; emit ``event`` (e.g. "transportclose") then observer ``close``."""
+        if self._closed:
+            return False
+        self._closed = True
+        self._channel.handles.pop(self._id, None)
+        if event:
+            self.emit(event)
+        self._observer.emit("close")
+        return True
+
+    def _on_notification(self, event: str, data: Any) -> None:  # pragma: no cover - overridden
+        pass
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._id}{' closed' if self._closed else ''}>"
+
+
+# ---------------------------------------------------------------------------------------------
+class Producer(_Handle):
+    """mediasoup ``Producer``. Events: ``transportclose``, ``score``; observer: ``close``,
+    ``pause``, ``resume``, ``score``."""
+
+    _kind = "producer"
+
+    def __init__(self, channel: _Channel, transport: "WebRtcTransport", info: dict, app_data: Any) -> None:
+        super().__init__(channel, info["id"], app_data)
+        self._transport = transport
+        self._kind_ = info["kind"]
+        self._rtp_parameters = info["rtpParameters"]
+        self._type = info["type"]
+        self._consumable = info["consumableRtpParameters"]
+        self._paused = info["paused"]
+        self._score: list = []
+
+    kind = property(lambda self: self._kind_)
+    rtp_parameters = property(lambda self: self._rtp_parameters)
+    type = property(lambda self: self._type)
+    consumable_rtp_parameters = property(lambda self: self._consumable)
+    paused = property(lambda self: self._paused)
+    score = property(lambda self: self._score)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._channel.notify("producer.close", self._id)
+        self._transport._producers.pop(self._id, None)
+        self._mark_closed(None)
+
+    async def pause(self) -> None:
+        await self._request("producer.pause")
+        was = self._paused
+        self._paused = True
+        if not was:
+            self._observer.emit("pause")
+
+    async def resume(self) -> None:
+        await self._request("producer.resume")
+        was = self._paused
+        self._paused = False
+        if was:
+            self._observer.emit("resume")
+
+    async def get_stats(self) -> list[dict]:
+        """mediasoup ``ProducerStat[]`` (``inbound-rtp`` per stream)."""
+        return await self._request("producer.getStats")
+
+    async def dump(self) -> dict:
+        return await self._request("producer.dump")
+
+    async def enable_trace_event(self, types: list[str] | None = None) -> None:
+        await self._request("producer.enableTraceEvent", {"types": types or []})
+
+    def _on_notification(self, event: str, data: Any) -> None:
+        if event == "transportclose":
+            self._transport._producers.pop(self._id, None)
+            self._mark_closed("transportclose")
+        elif event == "score":
+            self._score = data
+            self.emit("score", data)
+            self._observer.emit("score", data)
+
+
+class Consumer(_Handle):
+    """mediasoup ``Consumer``. Events: ``transportclose``, ``producerclose``, ``producerpause``,
+    ``producerresume``, ``score``, ``layerschange``; observer: ``close``, ``pause``, ``resume``."""
+
+    _kind = "consumer"
+
+    def __init__(self, channel: _Channel, transport: "WebRtcTransport", info: dict, app_data: Any) -> None:
+        super().__init__(channel, info["id"], app_data)
+        self._transport = transport
+        self._producer_id = info["producerId"]
+        self._kind_ = info["kind"]
+        self._rtp_parameters = info["rtpParameters"]
+        self._type = info["type"]
+        self._paused = info["paused"]
+        self._producer_paused = info["producerPaused"]
+        self._score = info.get("score")
+        self._priority = 1
+        self._preferred_layers = None
+        self._current_layers = None
+
+    producer_id = property(lambda self: self._producer_id)
+    kind = property(lambda self: self._kind_)
+    rtp_parameters = property(lambda self: self._rtp_parameters)
+    type = property(lambda self: self._type)
+    paused = property(lambda self: self._paused)
+    producer_paused = property(lambda self: self._producer_paused)
+    priority = property(lambda self: self._priority)
+    score = property(lambda self: self._score)
+    preferred_layers = property(lambda self: self._preferred_layers)
+    current_layers = property(lambda self: self._current_layers)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._channel.notify("consumer.close", self._id)
+        self._transport._consumers.pop(self._id, None)
+        self._mark_closed(None)
+
+    async def pause(self) -> None:
+        await self._request("consumer.pause")
+        was = self._paused
+        self._paused = True
+        if not was and not self._producer_paused:
+            self._observer.emit("pause")
+
+    async def resume(self) -> None:
+        await self._request("consumer.resume")
+        was = self._paused
+        self._paused = False
+        if was and not self._producer_paused:
+            self._observer.emit("resume")
+
+    async def set_preferred_layers(self, spatial_layer: int, temporal_layer: int | None = None) -> None:
+        """mediasoup ``setPreferredLayers({spatialLayer, temporalLayer})``; TypeError on bad ints."""
+        if not isinstance(spatial_layer, int) or isinstance(spatial_layer, bool):
+            raise TypeError("spatial_layer must be an int")
+        if temporal_layer is not None and (not isinstance(temporal_layer, int) or isinstance(temporal_layer, bool)):
+            raise TypeError("temporal_layer must be an int")
+        layers = {"spatialLayer": spatial_layer}
+        if temporal_layer is not None:
+            layers["temporalLayer"] = temporal_layer
+        await self._request("consumer.setPreferredLayers", {"preferredLayers": layers})
+
+    async def set_priority(self, priority: int) -> None:
+        """mediasoup ``setPriority(n)``; ``TypeError`` unless an int >= 1."""
+        self._priority = await self._request("consumer.setPriority", {"priority": priority})
+
+    async def unset_priority(self) -> None:
+        self._priority = await self._request("consumer.setPriority", {"priority": 1})
+
+    async def request_key_frame(self) -> None:
+        """mediasoup ``requestKeyFrame()``: PLI/FIR to the producer (throttled to 1/s there)."""
+        await self._request("consumer.requestKeyFrame")
+
+    async def get_stats(self) -> list[dict]:
+        """mediasoup ``ConsumerStat[]``: ``[outbound-rtp, producer inbound-rtp...]``."""
+        return await self._request("consumer.getStats")
+
+    async def dump(self) -> dict:
+        return await self._request("consumer.dump")
+
+    async def enable_trace_event(self, types: list[str] | None = None) -> None:
+        await self._request("consumer.enableTraceEvent", {"types": types or []})
+
+    def _on_notification(self, event: str, data: Any) -> None:
+        if event in ("producerclose", "transportclose"):
+            self._transport._consumers.pop(self._id, None)
+            self._mark_closed(event)
+        elif event == "producerpause":
+            if self._producer_paused:
+                return
+            self._producer_paused = True
+            self.emit("producerpause")
+            if not self._paused:
+                self._observer.emit("pause")
+        elif event == "producerresume":
+            if not self._producer_paused:
+                return
+            self._producer_paused = False
+            self.emit("producerresume")
+            if not self._paused:
+                self._observer.emit("resume")
+        elif event == "score":
+            self._score = data
+            self.emit("score", data)
+        elif event == "layerschange":
+            self._current_layers = data
+            self.emit("layerschange", data)
+
+
+# ---------------------------------------------------------------------------------------------
+class WebRtcTransport(_Handle):
+    """mediasoup ``WebRtcTransport``. Events: ``routerclose``, ``icestatechange``,
+    ``iceselectedtuplechange``, ``dtlsstatechange``; observer: ``close``, ``newproducer``,
+    ``newconsumer``, and the three state events."""
+
+    _kind = "transport"
+
+    def __init__(self, channel: _Channel, router: "Router", info: dict, app_data: Any) -> None:
+        super().__init__(channel, info["id"], app_data)
+        self._router = router
+        self._ice_parameters = info["iceParameters"]
+        self._ice_candidates = info["iceCandidates"]
+        self._ice_state = info["iceState"]
+        self._ice_selected_tuple = info["iceSelectedTuple"]
+        self._dtls_parameters = info["dtlsParameters"]
+        self._dtls_state = info["dtlsState"]
+        self._sctp_parameters = info.get("sctpParameters")
+        self._sctp_state = info.get("sctpState")
+        self._producers: dict[str, Producer] = {}
+        self._consumers: dict[str, Consumer] = {}
+
+    ice_role = property(lambda self: "controlled")
+    ice_parameters = property(lambda self: self._ice_parameters)
+    ice_candidates = property(lambda self: self._ice_candidates)
+    ice_state = property(lambda self: self._ice_state)
+    ice_selected_tuple = property(lambda self: self._ice_selected_tuple)
+    dtls_parameters = property(lambda self: self._dtls_parameters)
+    dtls_state = property(lambda self: self._dtls_state)
+    dtls_remote_cert = property(lambda self: None)
+    sctp_parameters = property(lambda self: self._sctp_parameters)
+    sctp_state = property(lambda self: self._sctp_state)
+    type = property(lambda self: "webrtc")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._channel.notify("transport.close", self._id)
+        self._router._transports.pop(self._id, None)
+        self._close_children()
+        self._ice_state = "closed"
+        self._dtls_state = "closed"
+        self._mark_closed(None)
+
+    def _close_children(self) -> None:
+        for p in list(self._producers.values()):
+            p._mark_closed("transportclose")
+        for c in list(self._consumers.values()):
+            c._mark_closed("transportclose")
+        self._producers.clear()
+        self._consumers.clear()
+
+    def _router_closed(self, event: str = "routerclose") -> None:
+        if self._closed:
+            return
+        self._close_children()
+        self._mark_closed(event)
+
+    async def connect(self, dtls_parameters: dict) -> None:
+        """mediasoup ``connect({dtlsParameters})``; the local DTLS role follows the remote one."""
+        if not isinstance(dtls_parameters, dict):
+            raise TypeError("dtls_parameters must be a dict")
+        result = await self._request("transport.connect", {"dtlsParameters": dtls_parameters})
+        self._dtls_parameters = {**self._dtls_parameters, "role": result["dtlsLocalRole"]}
+
+    async def restart_ice(self) -> dict:
+        """New ``iceParameters`` (mediasoup ``restartIce()``)."""
+        self._ice_parameters = await self._request("transport.restartIce")
+        return self._ice_parameters
+
+    async def get_stats(self) -> list[dict]:
+        return await self._request("transport.getStats")
+
+    async def dump(self) -> dict:
+        return await self._request("transport.dump")
+
+    async def set_max_incoming_bitrate(self, bitrate: int) -> None:
+        await self._request("transport.setMaxIncomingBitrate", {"bitrate": bitrate})
+
+    async def set_max_outgoing_bitrate(self, bitrate: int) -> None:
+        await self._request("transport.setMaxOutgoingBitrate", {"bitrate": bitrate})
+
+    async def set_min_outgoing_bitrate(self, bitrate: int) -> None:
+        await self._request("transport.setMinOutgoingBitrate", {"bitrate": bitrate})
+
+    async def enable_trace_event(self, types: list[str] | None = None) -> None:
+        await self._request("transport.enableTraceEvent", {"types": types or []})
+
+    async def set_debug_receive_loss(self, fraction: float) -> None:
+        """TEST HOOK: drop ``fraction`` (0 <= f < 1) of incoming media RTP (not RTX, not RTCP)
+        before any processing, as a lossy uplink would. Seeded, so runs repeat."""
+        await self._request("transport.setDebugReceiveLoss", {"fraction": fraction})
+
+    async def produce(
+        self,
+        *,
+        kind: str,
+        rtp_parameters: dict,
+        id: str | None = None,  # noqa: A002 - mediasoup's option name
+        paused: bool = False,
+        key_frame_request_delay: int = 0,
+        app_data: Any = None,
+    ) -> Producer:
+        """mediasoup ``transport.produce()``; ``rtp_parameters`` as mediasoup-client sends it.
+
+        Raises ``TypeError``/``ValueError`` naming the bad field, ``UnsupportedError`` for codecs
+        the router lacks, ``InvalidStateError`` when closed.
+        """
+        self._check_open()
+        if not isinstance(rtp_parameters, dict):
+            raise TypeError("rtp_parameters must be a dict")
+        if app_data is not None and not isinstance(app_data, dict):
+            raise TypeError("app_data must be a dict")
+        data = {
+            "id": id,
+            "kind": kind,
+            "rtpParameters": copy.deepcopy(rtp_parameters),
+            "paused": paused,
+            "keyFrameRequestDelay": key_frame_request_delay,
+        }
+        info = await self._request("transport.produce", data)
+        producer = Producer(self._channel, self, info, app_data)
+        self._producers[producer.id] = producer
+        self._router._consumable[producer.id] = producer.consumable_rtp_parameters
+        self._observer.emit("newproducer", producer)
+        return producer
+
+    async def consume(
+        self,
+        *,
+        producer_id: str,
+        rtp_capabilities: dict,
+        paused: bool = False,
+        mid: str | None = None,
+        preferred_layers: dict | None = None,
+        ignore_dtx: bool = False,
+        enable_rtx: bool | None = None,
+        pipe: bool = False,
+        app_data: Any = None,
+    ) -> Consumer:
+        """mediasoup ``transport.consume()``; returns a Consumer whose ``rtp_parameters`` go to
+        mediasoup-client's ``transport.consume()`` untouched.
+
+        Raises ``TypeError``/``ValueError`` (bad field, unknown producer id), ``UnsupportedError``
+        (no codec in common), ``InvalidStateError`` when closed.
+        """
+        self._check_open()
+        if not isinstance(producer_id, str) or not producer_id:
+            raise TypeError("producer_id must be a non-empty string")
+        if not isinstance(rtp_capabilities, dict):
+            raise TypeError("rtp_capabilities must be a dict")
+        if app_data is not None and not isinstance(app_data, dict):
+            raise TypeError("app_data must be a dict")
+        data = {
+            "producerId": producer_id,
+            "rtpCapabilities": rtp_capabilities,
+            "paused": paused,
+            "mid": mid,
+            "preferredLayers": preferred_layers,
+            "ignoreDtx": ignore_dtx,
+            "enableRtx": enable_rtx,
+            "pipe": pipe,
+        }
+        info = await self._request("transport.consume", data)
+        consumer = Consumer(self._channel, self, info, app_data)
+        self._consumers[consumer.id] = consumer
+        self._observer.emit("newconsumer", consumer)
+        return consumer
+
+    async def produce_data(self, **_: Any) -> Any:
+        raise UnsupportedError("produce_data: data channels are not supported yet")
+
+    async def consume_data(self, **_: Any) -> Any:
+        raise UnsupportedError("consume_data: data channels are not supported yet")
+
+    def _on_notification(self, event: str, data: Any) -> None:
+        if event == "icestatechange":
+            self._ice_state = data
+        elif event == "iceselectedtuplechange":
+            self._ice_selected_tuple = data
+        elif event == "dtlsstatechange":
+            self._dtls_state = data
+        elif event == "routerclose":
+            self._router_closed()
+            return
+        else:
+            return
+        self.emit(event, data)
+        self._observer.emit(event, data)
+
+
+# ---------------------------------------------------------------------------------------------
+class Router(_Handle):
+    """mediasoup ``Router``. Events: ``workerclose``; observer: ``close``, ``newtransport``."""
+
+    _kind = "router"
+
+    def __init__(self, channel: _Channel, worker: "Worker", info: dict, app_data: Any) -> None:
+        super().__init__(channel, info["id"], app_data)
+        self._worker = worker
+        self._rtp_capabilities = info["rtpCapabilities"]
+        self._transports: dict[str, WebRtcTransport] = {}
+        self._consumable: dict[str, dict] = {}
+
+    @property
+    def rtp_capabilities(self) -> dict:
+        """The router's ``RtpCapabilities`` (mediasoup-client ``device.load({routerRtpCapabilities})``)."""
+        return self._rtp_capabilities
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._channel.notify("router.close", self._id)
+        self._worker._routers.pop(self._id, None)
+        for t in list(self._transports.values()):
+            t._router_closed()
+        self._transports.clear()
+        self._mark_closed(None)
+
+    def _worker_closed(self) -> None:
+        if self._closed:
+            return
+        for t in list(self._transports.values()):
+            t._router_closed()
+        self._transports.clear()
+        self._mark_closed("workerclose")
+
+    async def create_webrtc_transport(
+        self,
+        *,
+        listen_infos: list[dict] | None = None,
+        listen_ips: list | None = None,
+        port: int | None = None,
+        webrtc_server: Any = None,
+        enable_udp: bool = True,
+        enable_tcp: bool = False,
+        prefer_udp: bool = False,
+        prefer_tcp: bool = False,
+        ice_consent_timeout: int = 30,
+        initial_available_outgoing_bitrate: int = 600000,
+        enable_sctp: bool = False,
+        num_sctp_streams: dict | None = None,
+        max_sctp_message_size: int = 262144,
+        sctp_send_buffer_size: int = 262144,
+        app_data: Any = None,
+    ) -> WebRtcTransport:
+        """mediasoup ``router.createWebRtcTransport()``.
+
+        ``listen_infos``: ``[{"protocol": "udp", "ip", "announcedAddress"?, "port"?,
+        "portRange"?: {"min", "max"}}]``. Raises ``TypeError`` naming a bad field,
+        ``UnsupportedError`` for TCP, SCTP and WebRtcServer (later issues), ``OSError`` when no
+        port can be bound.
+        """
+        self._check_open()
+        if app_data is not None and not isinstance(app_data, dict):
+            raise TypeError("app_data must be a dict")
+        options = {
+            "listenInfos": listen_infos,
+            "listenIps": listen_ips,
+            "port": port,
+            "webRtcServer": webrtc_server,
+            "enableUdp": enable_udp,
+            "enableTcp": enable_tcp,
+            "preferUdp": prefer_udp,
+            "preferTcp": prefer_tcp,
+            "iceConsentTimeout": ice_consent_timeout,
+            "initialAvailableOutgoingBitrate": initial_available_outgoing_bitrate,
+            "enableSctp": enable_sctp,
+            "numSctpStreams": num_sctp_streams,
+            "maxSctpMessageSize": max_sctp_message_size,
+            "sctpSendBufferSize": sctp_send_buffer_size,
+        }
+        options = {k: v for k, v in options.items() if v is not None}
+        info = await self._request("router.createWebRtcTransport", options)
+        transport = WebRtcTransport(self._channel, self, info, app_data)
+        self._transports[transport.id] = transport
+        self._observer.emit("newtransport", transport)
+        return transport
+
+    def can_consume(self, *, producer_id: str, rtp_capabilities: dict) -> bool:
+        """mediasoup ``router.canConsume()`` for producers created through this process's
+        handles (their consumable parameters are known here); False otherwise or on bad caps."""
+        consumable = self._consumable.get(producer_id)
+        if consumable is None:
+            return False
+        try:
+            caps = ortc.validate_rtp_capabilities(rtp_capabilities)
+            return ortc.can_consume(consumable, caps)
+        except (TypeError, ValueError):
+            return False
+
+    async def can_consume_remote(self, *, producer_id: str, rtp_capabilities: dict) -> bool:
+        """Like :meth:`can_consume`, asked of the worker (for producers made elsewhere)."""
+        return await self._request("router.canConsume", {"producerId": producer_id, "rtpCapabilities": rtp_capabilities})
+
+    async def dump(self) -> dict:
+        return await self._request("router.dump")
+
+    async def create_plain_transport(self, **_: Any) -> Any:
+        raise UnsupportedError("create_plain_transport is not supported yet")
+
+    async def create_pipe_transport(self, **_: Any) -> Any:
+        raise UnsupportedError("create_pipe_transport is not supported yet")
+
+    async def create_direct_transport(self, **_: Any) -> Any:
+        raise UnsupportedError("create_direct_transport is not supported yet")
+
+    async def pipe_to_router(self, **_: Any) -> Any:
+        raise UnsupportedError("pipe_to_router is not supported yet")
+
+    async def create_active_speaker_observer(self, **_: Any) -> Any:
+        raise UnsupportedError("create_active_speaker_observer is not supported yet")
+
+    async def create_audio_level_observer(self, **_: Any) -> Any:
+        raise UnsupportedError("create_audio_level_observer is not supported yet")
+
+
+# ---------------------------------------------------------------------------------------------
+class Worker(_Handle):
+    """mediasoup ``Worker``: one WorkerActor (one CPU core). Events: ``died(error)``;
+    observer: ``close``, ``newrouter``."""
+
+    _kind = "worker"
+
+    def __init__(self, channel: _Channel, info: dict, app_data: Any) -> None:
+        super().__init__(channel, "worker-" + channel.sub_id, app_data)
+        self._info = info
+        self._routers: dict[str, Router] = {}
+        self._died = False
+        channel.on_died = self._on_died
+
+    @property
+    def pid(self) -> int:
+        return self._info["pid"]
+
+    @property
+    def node_id(self) -> str:
+        """Ray node id of the node the actor runs on."""
+        return self._info["nodeId"]
+
+    @property
+    def node_ip(self) -> str:
+        return self._info["nodeIp"]
+
+    @property
+    def died(self) -> bool:
+        return self._died
+
+    @property
+    def actor(self) -> Any:
+        """The Ray actor handle (for placement and tests)."""
+        return self._channel.actor
+
+    async def create_router(self, *, media_codecs: list[dict] | None = None, app_data: Any = None) -> Router:
+        """mediasoup ``worker.createRouter({mediaCodecs})``.
+
+        ``media_codecs``: ``[{"kind", "mimeType", "clockRate", "channels"?, "parameters"?,
+        "preferredPayloadType"?}]``. Raises ``TypeError`` naming a bad field,
+        ``UnsupportedError`` for a codec raysfu cannot route.
+        """
+        self._check_open()
+        if app_data is not None and not isinstance(app_data, dict):
+            raise TypeError("app_data must be a dict")
+        if media_codecs is not None and not isinstance(media_codecs, list):
+            raise TypeError("media_codecs must be a list")
+        info = await self._channel.request("worker.createRouter", None, {"mediaCodecs": media_codecs or []})
+        router = Router(self._channel, self, info, app_data)
+        self._routers[router.id] = router
+        self._observer.emit("newrouter", router)
+        return router
+
+    async def dump(self) -> dict:
+        """mediasoup ``WorkerDump``: ``{pid, webRtcServerIds, routerIds, channelMessageHandlers}``."""
+        self._check_open()
+        return await self._channel.request("worker.dump")
+
+    async def get_resource_usage(self) -> dict:
+        """getrusage of the actor process (``ru_utime``/``ru_stime`` in ms, ``ru_maxrss`` KiB)."""
+        self._check_open()
+        return await self._channel.request("worker.getResourceUsage")
+
+    async def update_settings(self, *, log_level: str | None = None, log_tags: list[str] | None = None) -> None:
+        self._check_open()
+        data = {k: v for k, v in (("log_level", log_level), ("log_tags", log_tags)) if v is not None}
+        validate_worker_settings(data)
+        await self._channel.request("worker.updateSettings", None, data)
+
+    def close(self) -> None:
+        """Close every router and stop the actor (mediasoup ``worker.close()``)."""
+        if self._closed:
+            return
+        import ray
+
+        self._channel.notify("worker.close")
+        actor = self._channel.actor
+        self._channel.close()
+        for r in list(self._routers.values()):
+            r._worker_closed()
+        self._routers.clear()
+        self._mark_closed(None)
+        try:
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.2, ray.kill, actor)
+        except RuntimeError:
+            ray.kill(actor)
+
+    def _on_died(self, error: BaseException) -> None:
+        if self._closed:
+            return
+        self._died = True
+        self._channel.close()
+        for r in list(self._routers.values()):
+            r._worker_closed()
+        self._routers.clear()
+        self._closed = True
+        self._channel.handles.pop(self._id, None)
+        self.emit("died", error)
+        self._observer.emit("close")
+
+
+# ---------------------------------------------------------------------------------------------
+_REMOTE_WORKER_CLASS = None
+
+
+def _remote_worker_class():
+    global _REMOTE_WORKER_CLASS
+    if _REMOTE_WORKER_CLASS is None:
+        import ray
+
+        _REMOTE_WORKER_CLASS = ray.remote(WorkerActor)
+    return _REMOTE_WORKER_CLASS
+
+
+def ensure_ray(**init_kwargs: Any) -> None:
+    """``ray.init()`` unless Ray is already initialised: joins the cluster named by
+    ``RAY_ADDRESS`` when set, otherwise starts an embedded local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], **init_kwargs)
+    else:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+        kwargs.update(init_kwargs)
+        ray.init(**kwargs)
+
+
+async def create_worker(
+    *,
+    log_level: str = "error",
+    log_tags: list[str] | None = None,
+    rtc_min_port: int = 10000,
+    rtc_max_port: int = 59999,
+    dtls_certificate_file: str | None = None,
+    dtls_private_key_file: str | None = None,
+    app_data: Any = None,
+    ray_options: dict | None = None,
+) -> Worker:
+    """Start one WorkerActor (a Ray async actor with ``num_cpus=1``) and return its handle.
+
+    mediasoup ``createWorker(settings)``. ``ray_options`` go to ``ActorClass.options()``
+    (e.g. ``scheduling_strategy`` to pin a node). Raises ``TypeError`` for bad settings.
+    """
+    settings = validate_worker_settings(
+        {
+            "log_level": log_level,
+            "log_tags": log_tags or [],
+            "rtc_min_port": rtc_min_port,
+            "rtc_max_port": rtc_max_port,
+            "dtls_certificate_file": dtls_certificate_file,
+            "dtls_private_key_file": dtls_private_key_file,
+        }
+    )
+    settings = {k: v for k, v in settings.items() if v is not None}
+    if app_data is not None and not isinstance(app_data, dict):
+        raise TypeError("app_data must be a dict")
+    ensure_ray()
+    options = {"num_cpus": 1, "max_concurrency": 1000}
+    options.update(ray_options or {})
+    actor = _remote_worker_class().options(**options).remote(settings)
+    info = await actor.ready.remote()
+    channel = _Channel(actor)
+    await channel.start()
+    return Worker(channel, info, app_data)
+
+
+async def create_workers(num_workers: int | None = None, **settings: Any) -> list[Worker]:
+    """Start ``num_workers`` WorkerActors (None: one per CPU of the Ray cluster)."""
+    if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
+        raise TypeError("num_workers must be a positive int or None")
+    ensure_ray()
+    if num_workers is None:
+        import ray
+
+        num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return list(await asyncio.gather(*(create_worker(**settings) for _ in range(num_workers))))

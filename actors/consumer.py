@@ -1,0 +1,233 @@
+"""Consumer: one outbound copy of a producer on a transport (runs inside the WorkerActor).
+
+Per packet (``send_rtp``) it copies the producer's template, writes its own SSRC and a
+continuous sequence number (``SeqRewriter``: no gaps across pause/resume or dropped packets),
+fills its ``mid`` slot, zeroes the extensions it did not negotiate, keeps the plaintext in its
+retransmission buffer (mediasoup: 2 s of video, 1 s of audio) and hands it to its transport.
+
+After a start, a resume or a producer resume, a video consumer forwards nothing until a
+keyframe and asks the producer for one (mediasoup ``SimpleConsumer`` "syncRequired").
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any
+
+from raysfu.transport import rtcp
+from raysfu.transport.nack import RetransmissionBuffer
+from raysfu.transport.rtp import rtx_wrap
+from raysfu.transport.rtp_stream import SendStreamStats
+from raysfu.transport.rtp_template import MID_SLOT_LEN, TWCC_SLOT_LEN
+from raysfu.transport.seq import SeqRewriter
+
+from .producer import URI_MID, URI_TWCC
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .producer import Producer
+    from .webrtc_transport import Transport
+
+_SEQ_TS_SSRC = struct.Struct("!HII")
+_ZEROS = [bytes(n) for n in range(32)]
+
+
+class Consumer:
+    """In-actor consumer state. Public fields mirror mediasoup's ``Consumer`` getters."""
+
+    def __init__(
+        self,
+        *,
+        consumer_id: str,
+        transport: "Transport",
+        producer: "Producer",
+        rtp_parameters: dict,
+        paused: bool,
+        app_data: Any,
+        consumer_type: str = "simple",
+    ) -> None:
+        self.id = consumer_id
+        self.transport = transport
+        self.producer = producer
+        self.producer_id = producer.id
+        self.kind = producer.kind
+        self.is_video = producer.kind == "video"
+        self.rtp_parameters = rtp_parameters
+        self.type = consumer_type
+        self.paused = paused
+        self.producer_paused = producer.paused
+        self.app_data = app_data
+        self.priority = 1
+        self.closed = False
+
+        enc = rtp_parameters["encodings"][0]
+        self.ssrc: int = enc["ssrc"]
+        self.rtx_ssrc: int | None = (enc.get("rtx") or {}).get("ssrc")
+        media = rtp_parameters["codecs"][0]
+        self.mime_type = media["mimeType"]
+        self.clock_rate = media["clockRate"]
+        self.payload_type = media["payloadType"]
+        self.rtx_payload_type: int | None = None
+        for c in rtp_parameters["codecs"][1:]:
+            if c["mimeType"].lower().endswith("/rtx") and c.get("parameters", {}).get("apt") == self.payload_type:
+                self.rtx_payload_type = c["payloadType"]
+        if self.rtx_payload_type is None:
+            self.rtx_ssrc = None
+        self.nack_enabled = any(fb.get("type") == "nack" and not fb.get("parameter") for fb in media.get("rtcpFeedback", []))
+
+        exts = {e["uri"]: e["id"] for e in rtp_parameters.get("headerExtensions", [])}
+        self.allowed_ext_ids = frozenset(exts.values())
+        mid = rtp_parameters.get("mid") or ""
+        mid_id = exts.get(URI_MID, 0)
+        if mid_id and 0 < len(mid) <= MID_SLOT_LEN - 1:
+            slot = bytes([(mid_id << 4) | (len(mid) - 1)]) + mid.encode()
+            self.mid_slot = slot + bytes(MID_SLOT_LEN - len(slot))
+        else:
+            self.mid_slot = bytes(MID_SLOT_LEN)
+        self.twcc_id = exts.get(URI_TWCC, 0)
+        # Offset of the twcc slot relative to the end of the 4-byte extension header; the
+        # template layout is fixed per producer (see raysfu.transport.rtp_template).
+        self._twcc_rel = MID_SLOT_LEN if producer.template.has_mid else 0
+        self.cname = (rtp_parameters.get("rtcp") or {}).get("cname", "")
+
+        self.seq = SeqRewriter()
+        self.sync_required = True
+        self.rtx_seq = 0
+        self.retransmissions = RetransmissionBuffer(max_items=2500, max_age_ms=2000 if self.is_video else 1000)
+        self.stats = SendStreamStats(self.ssrc, self.clock_rate, kind=self.kind, mime_type=self.mime_type, rtx_ssrc=self.rtx_ssrc)
+        self.drops: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ state
+    @property
+    def active(self) -> bool:
+        return not (self.paused or self.producer_paused or self.closed)
+
+    def set_paused(self, paused: bool, now_ms: int) -> None:
+        was_active = self.active
+        self.paused = paused
+        self._after_state_change(was_active, now_ms)
+
+    def set_producer_paused(self, paused: bool, now_ms: int) -> None:
+        was_active = self.active
+        self.producer_paused = paused
+        self._after_state_change(was_active, now_ms)
+
+    def _after_state_change(self, was_active: bool, now_ms: int) -> None:
+        if self.active and not was_active:
+            self.sync_required = True
+            self.producer.request_key_frame(now_ms)
+
+    # ------------------------------------------------------------------ packets
+    def send_rtp(self, t, ext_seq: int, keyframe: bool, now_ms: int) -> None:
+        """Forward one producer template (see ``Template``) to this consumer's remote."""
+        if not self.active:
+            return
+        if self.sync_required:
+            if self.is_video and not keyframe:
+                self.drops["waiting_keyframe"] = self.drops.get("waiting_keyframe", 0) + 1
+                return
+            self.seq.sync(ext_seq)
+            self.sync_required = False
+        out_seq = self.seq.input(ext_seq)
+        if out_seq is None:
+            self.drops["old_seq"] = self.drops.get("old_seq", 0) + 1
+            return
+        buf = bytearray(t.data)
+        _SEQ_TS_SSRC.pack_into(buf, 2, out_seq, t.timestamp, self.ssrc)
+        mid_off = t.mid_off
+        if mid_off >= 0:
+            buf[mid_off : mid_off + MID_SLOT_LEN] = self.mid_slot
+        allowed = self.allowed_ext_ids
+        for ext_id, off, n in t.exts:
+            if ext_id not in allowed:
+                buf[off : off + n] = _ZEROS[n]
+        twcc_off = t.twcc_off if self.twcc_id else -1
+        if twcc_off >= 0:
+            buf[twcc_off] = (self.twcc_id << 4) | 1
+        if self.nack_enabled:
+            self.retransmissions.store(out_seq, buf, now_ms)
+        self.stats.on_packet(t.timestamp, len(buf), now_ms)
+        self.transport.send_rtp(buf, twcc_off)
+
+    # ------------------------------------------------------------------ RTCP from the remote
+    def receive_nack(self, seqs: list[int], now_ms: int) -> None:
+        """Answer a Generic NACK (RFC 4585 §6.2.1) from the retransmission buffer, as RTX
+        (RFC 4588) when negotiated. Retransmissions never reach the producer (mediasoup)."""
+        self.stats.on_nack_received(len(seqs))
+        for seq in seqs:
+            packet = self.retransmissions.get(seq, now_ms)
+            if packet is None:
+                continue
+            twcc_off = self._twcc_offset(packet)
+            if self.rtx_ssrc is not None:
+                self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+                out = rtx_wrap(packet, self.rtx_payload_type, self.rtx_ssrc, self.rtx_seq)
+            else:
+                out = bytearray(packet)
+            self.stats.on_retransmitted(len(out), now_ms)
+            self.transport.send_rtp(out, twcc_off)
+
+    def _twcc_offset(self, packet) -> int:
+        if not self.twcc_id or not (packet[0] & 0x10):
+            return -1
+        off = 12 + 4 * (packet[0] & 0x0F) + 4 + self._twcc_rel
+        return off if off + TWCC_SLOT_LEN <= len(packet) and packet[off] >> 4 == self.twcc_id else -1
+
+    def receive_key_frame_request(self, fb: str, now_ms: int) -> None:
+        """PLI or FIR from the remote: counted, then relayed to the producer (throttled there)."""
+        if fb == "fir":
+            self.stats.fir_count += 1
+        else:
+            self.stats.pli_count += 1
+        if self.active:
+            self.producer.request_key_frame(now_ms)
+
+    def request_key_frame(self, now_ms: int) -> None:
+        """mediasoup ``consumer.requestKeyFrame()``."""
+        if self.active:
+            self.producer.request_key_frame(now_ms)
+
+    def receive_rr_block(self, block: tuple, now_ms: int) -> None:
+        rtt_ms = self.stats.on_rr_block(block, now_ms)
+        if rtt_ms is not None:
+            self.retransmissions.set_rtt(rtt_ms)
+
+    def build_rtcp_report(self, now_ms: int, unix_ms: int) -> bytes | None:
+        """SR + SDES CNAME for this stream (RFC 3550 §6.4.1), or None before the first packet."""
+        fields = self.stats.build_sr(now_ms, unix_ms)
+        if fields is None:
+            return None
+        return rtcp.build_sr(*fields) + rtcp.build_sdes(
+            [(self.ssrc, self.cname)]
+        )
+
+    # ------------------------------------------------------------------ info
+    def get_stats(self, now_ms: int) -> list[dict]:
+        """mediasoup ``ConsumerStat[]``: ``[outbound-rtp of this consumer, inbound-rtp of the producer]``."""
+        s = self.stats.to_stats(now_ms)
+        if self.rtx_ssrc is not None:
+            s["rtxSsrc"] = self.rtx_ssrc
+        return [s] + self.producer.get_stats(now_ms)
+
+    @property
+    def score(self) -> int:
+        return self.stats.score
+
+    def score_dict(self) -> dict:
+        return {"score": self.score, "producerScore": self.producer.score, "producerScores": [self.producer.score]}
+
+    def dump(self) -> dict:
+        return {
+            "id": self.id,
+            "producerId": self.producer_id,
+            "kind": self.kind,
+            "type": self.type,
+            "rtpParameters": self.rtp_parameters,
+            "consumableRtpEncodings": self.producer.consumable_rtp_parameters.get("encodings", []),
+            "supportedCodecPayloadTypes": [c["payloadType"] for c in self.rtp_parameters["codecs"]],
+            "paused": self.paused,
+            "producerPaused": self.producer_paused,
+            "priority": self.priority,
+            "traceEventTypes": [],
+            "rtpStream": {"params": {"ssrc": self.ssrc, "rtxSsrc": self.rtx_ssrc, "mimeType": self.mime_type, "clockRate": self.clock_rate}},
+            "droppedPackets": dict(self.drops),
+        }

@@ -1,0 +1,277 @@
+"""Producer: one inbound media source on a transport (runs inside the WorkerActor).
+
+Per packet (``receive_rtp``) it unwraps RTX, extends the sequence number to 64 bits, updates the
+receive stats, feeds the NACK generator, detects keyframes, and builds **one** normalised copy of
+the packet (the "template": router payload type, mapped SSRC, router extension ids, a reserved
+``mid`` slot and a transport-wide-cc slot) that every consumer copies and patches. That is
+mediasoup's ``Producer::MangleRtpPacket`` done once per packet instead of once per consumer.
+
+One encoding per producer for now (``type`` "simple"); simulcast and SVC are a later issue and
+raise :class:`UnsupportedError`.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any
+
+from raysfu.transport import rtcp
+from raysfu.transport.errors import PacketParseError, UnsupportedError
+from raysfu.transport.keyframe import KeyFrameRequestManager
+from raysfu.transport.nack import NackGenerator
+from raysfu.transport.rtp import find_extension, is_keyframe, parse_rtp_header, rtx_unwrap
+from raysfu.transport.rtp_stream import RecvStreamStats
+from raysfu.transport.seq import SeqUnwrapper
+
+from raysfu.transport.rtp_template import TemplateBuilder
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .consumer import Consumer
+    from .webrtc_transport import Transport
+
+URI_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+URI_RID = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+URI_RRID = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+URI_TWCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+_U16 = struct.Struct("!H")
+
+
+class Producer:
+    """In-actor producer state. Public fields mirror mediasoup's ``Producer`` getters."""
+
+    def __init__(
+        self,
+        *,
+        producer_id: str,
+        transport: "Transport",
+        kind: str,
+        rtp_parameters: dict,
+        rtp_mapping: dict,
+        consumable_rtp_parameters: dict,
+        router_rtp_capabilities: dict,
+        paused: bool,
+        key_frame_request_delay_ms: int,
+        app_data: Any,
+    ) -> None:
+        encodings = rtp_parameters.get("encodings") or [{}]
+        if len(encodings) > 1:
+            raise UnsupportedError("simulcast producers (several encodings) are not supported yet")
+        if encodings[0].get("scalabilityMode") not in (None, "L1T1", "S1T1"):
+            # temporal/spatial layers are forwarded whole: fine for a simple consumer
+            pass
+        self.id = producer_id
+        self.transport = transport
+        self.kind = kind
+        self.rtp_parameters = rtp_parameters
+        self.rtp_mapping = rtp_mapping
+        self.consumable_rtp_parameters = consumable_rtp_parameters
+        self.paused = paused
+        self.app_data = app_data
+        self.type = "simple"
+        self.closed = False
+        self.consumers: list["Consumer"] = []
+
+        media_codec = next(c for c in rtp_parameters["codecs"] if not c["mimeType"].lower().endswith("/rtx"))
+        self.mime_type: str = media_codec["mimeType"]
+        self.codec_name = self.mime_type.split("/", 1)[1].lower()
+        self.clock_rate: int = media_codec["clockRate"]
+        self.payload_type: int = media_codec["payloadType"]
+        pt_map = {m["payloadType"]: m["mappedPayloadType"] for m in rtp_mapping["codecs"]}
+        self.mapped_payload_type: int = pt_map[self.payload_type]
+        self.rtx_payload_type: int | None = None
+        for c in rtp_parameters["codecs"]:
+            if c["mimeType"].lower().endswith("/rtx") and c.get("parameters", {}).get("apt") == self.payload_type:
+                self.rtx_payload_type = c["payloadType"]
+        enc = encodings[0]
+        self.ssrc: int | None = enc.get("ssrc")
+        self.rtx_ssrc: int | None = (enc.get("rtx") or {}).get("ssrc")
+        self.rid: str | None = enc.get("rid")
+        self.mapped_ssrc: int = rtp_mapping["encodings"][0]["mappedSsrc"]
+
+        # Extension ids: the producer's own → uri; the router's uri → id for this kind.
+        self.ext_uri_by_id = {e["id"]: e["uri"] for e in rtp_parameters.get("headerExtensions", [])}
+        self.mid_ext_id = next((i for i, u in self.ext_uri_by_id.items() if u == URI_MID), 0)
+        self.rid_ext_id = next((i for i, u in self.ext_uri_by_id.items() if u == URI_RID), 0)
+        consumable_exts = {e["uri"]: e["id"] for e in consumable_rtp_parameters.get("headerExtensions", [])}
+        self.template = TemplateBuilder(
+            producer_ext_uris=self.ext_uri_by_id,
+            router_ext_ids=consumable_exts,
+            mid_uri=URI_MID,
+            twcc_uri=URI_TWCC,
+            drop_uris=(URI_MID, URI_RID, URI_RRID, URI_TWCC),
+        )
+        self.audio_level_ext_id = next((i for i, u in self.ext_uri_by_id.items() if u == URI_AUDIO_LEVEL), 0)
+
+        self.is_video = kind == "video"
+        self._unwrapper = SeqUnwrapper()
+        self.stats = RecvStreamStats(self.ssrc or 0, self.clock_rate, kind=kind, mime_type=self.mime_type, rtx_ssrc=self.rtx_ssrc)
+        self.rtx_packets = 0
+        self.nack = NackGenerator(10 if self.is_video else 0) if self._nack_enabled(media_codec) else None
+        self.keyframes = KeyFrameRequestManager(key_frame_request_delay_ms)
+        self.fir_seq = 0
+        self.use_fir = any(fb.get("type") == "ccm" and fb.get("parameter") == "fir" for fb in media_codec.get("rtcpFeedback", []))
+        self.use_pli = any(fb.get("type") == "nack" and fb.get("parameter") == "pli" for fb in media_codec.get("rtcpFeedback", []))
+        self.drops: dict[str, int] = {}
+
+    @staticmethod
+    def _nack_enabled(codec: dict) -> bool:
+        return any(fb.get("type") == "nack" and not fb.get("parameter") for fb in codec.get("rtcpFeedback", []))
+
+    # ------------------------------------------------------------------ identification
+    def matches_first_packet(self, data: bytes, ext_profile: int, ext_start: int, ext_end: int) -> bool:
+        """True when an unknown-SSRC packet names this producer through its ``mid`` extension."""
+        mid = self.rtp_parameters.get("mid")
+        if not mid or not self.mid_ext_id or not ext_profile:
+            return False
+        found = find_extension(data, ext_profile, ext_start, ext_end, self.mid_ext_id)
+        if found is None:
+            return False
+        off, length = found
+        return data[off : off + length] == mid.encode()
+
+    # ------------------------------------------------------------------ packets
+    def receive_rtp(self, data: bytes, hdr: tuple, now_ms: int) -> None:
+        """Handle one decrypted RTP packet whose SSRC belongs to this producer.
+
+        ``hdr`` is :func:`raysfu.transport.rtp.parse_rtp_header`'s tuple for ``data``.
+        """
+        ssrc = hdr[4]
+        repaired = False
+        if ssrc != self.ssrc:
+            # RTX (RFC 4588): unwrap to the original packet, then process it as a repair.
+            if ssrc != self.rtx_ssrc or self.ssrc is None:
+                self._drop("unknown_ssrc")
+                return
+            original = rtx_unwrap(data, self.payload_type, self.ssrc)
+            self.rtx_packets += 1
+            if original is None:
+                self._drop("rtx_padding")
+                return
+            data = bytes(original)
+            try:
+                hdr = parse_rtp_header(data)
+            except PacketParseError:
+                self._drop("rtx_malformed")
+                return
+            repaired = True
+        elif hdr[0] != self.payload_type:
+            self._drop("unknown_payload_type")
+            return
+        ext_seq = self._unwrapper.unwrap(hdr[2])
+        payload_start, payload_end = hdr[5], hdr[9]
+        if payload_start >= payload_end:
+            self._drop("padding_only")
+            if not repaired:
+                self.stats.on_packet(ext_seq, hdr[3], len(data), now_ms, padding_only=True)
+            return
+        keyframe = self.is_video and is_keyframe(self.codec_name, data, payload_start, payload_end)
+        nack = self.nack
+        if nack is not None:
+            seqs = nack.on_packet(ext_seq, now_ms, is_keyframe=keyframe, is_recovered=repaired)
+            if seqs:
+                self._send_nack(seqs)
+            if nack.keyframe_required:
+                nack.keyframe_required = False
+                self.request_key_frame(now_ms)
+        if repaired:
+            if not self.stats.on_rtx_packet(ext_seq, len(data), now_ms, repaired=nack is not None and nack.repaired):
+                self._drop("rtx_invalid_seq")
+                return
+        elif not self.stats.on_packet(ext_seq, hdr[3], len(data), now_ms):
+            self._drop("invalid_seq")
+            return
+        if keyframe:
+            self.keyframes.on_keyframe(self.ssrc, now_ms)
+        if self.paused or not self.consumers:
+            return
+        template = self.template.build(data, hdr, self.mapped_payload_type, self.mapped_ssrc)
+        for consumer in self.consumers:
+            consumer.send_rtp(template, ext_seq, keyframe, now_ms)
+
+    def learn_ssrc(self, ssrc: int) -> None:
+        """Set the media SSRC learned from the first packet's ``mid`` extension."""
+        self.ssrc = ssrc
+        self.stats.ssrc = ssrc
+
+    # ------------------------------------------------------------------ RTCP
+    def receive_sr(self, item: tuple, now_ms: int) -> None:
+        _, _ssrc, ntp_sec, ntp_frac, rtp_ts, _pc, _oc, _reports = item
+        self.stats.on_sr(ntp_sec, ntp_frac, rtp_ts, now_ms)
+
+    def request_key_frame(self, now_ms: int) -> None:
+        """Ask the sender for a keyframe (PLI, or FIR when only ``ccm fir`` was negotiated), at
+        most once per second per stream (mediasoup KeyFrameRequestManager)."""
+        if not self.is_video or self.ssrc is None or self.closed:
+            return
+        if self.keyframes.request(self.ssrc, now_ms):
+            self._send_key_frame_request()
+
+    def _send_key_frame_request(self) -> None:
+        if self.use_pli or not self.use_fir:
+            self.stats.pli_count += 1
+            self.transport.send_rtcp(rtcp.build_pli(self.transport.rtcp_ssrc, self.ssrc))
+        else:
+            self.fir_seq = (self.fir_seq + 1) & 0xFF
+            self.stats.fir_count += 1
+            self.transport.send_rtcp(rtcp.build_fir(self.transport.rtcp_ssrc, [(self.ssrc, self.fir_seq)]))
+
+    def _send_nack(self, seqs: list[int]) -> None:
+        if self.ssrc is None:
+            return
+        self.stats.on_nack_sent(len(seqs))
+        self.transport.send_rtcp(rtcp.build_nack(self.transport.rtcp_ssrc, self.ssrc, seqs))
+
+    def on_timer(self, now_ms: int) -> None:
+        """Periodic work: NACK retries and keyframe-request retries."""
+        if self.nack is not None:
+            seqs = self.nack.on_timer(now_ms)
+            if seqs:
+                self._send_nack(seqs)
+        for _ssrc in self.keyframes.on_timer(now_ms):
+            self._send_key_frame_request()
+
+    def report_block(self, now_ms: int) -> tuple | None:
+        """RR report block for this stream (RFC 3550 §6.4.2), or None before the first packet."""
+        if self.ssrc is None or self.stats.packet_count == 0:
+            return None
+        return self.stats.build_report_block(now_ms)
+
+    # ------------------------------------------------------------------ info
+    def _drop(self, reason: str) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    def get_stats(self, now_ms: int) -> list[dict]:
+        """mediasoup ``ProducerStat[]``: one ``inbound-rtp`` entry per received stream."""
+        if self.ssrc is None:
+            return []
+        s = self.stats.to_stats(now_ms)
+        if self.rtx_ssrc is not None:
+            s["rtxSsrc"] = self.rtx_ssrc
+        if self.rid:
+            s["rid"] = self.rid
+        return [s]
+
+    @property
+    def score(self) -> int:
+        return self.stats.score
+
+    def score_list(self) -> list[dict]:
+        if self.ssrc is None:
+            return []
+        return [{"encodingIdx": 0, "ssrc": self.ssrc, "rid": self.rid, "score": self.score}]
+
+    def dump(self) -> dict:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "type": self.type,
+            "rtpParameters": self.rtp_parameters,
+            "rtpMapping": self.rtp_mapping,
+            "rtpStreams": [] if self.ssrc is None else [{"params": {"ssrc": self.ssrc, "rtxSsrc": self.rtx_ssrc, "mimeType": self.mime_type, "clockRate": self.clock_rate}}],
+            "traceEventTypes": [],
+            "paused": self.paused,
+            "droppedPackets": dict(self.drops),
+        }

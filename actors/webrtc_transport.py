@@ -1,0 +1,657 @@
+"""In-actor transports: the shared Transport base and WebRtcTransport (UDP, ICE-lite/DTLS/SRTP).
+
+A ``Transport`` owns its producers and consumers, the SSRC/mid tables that find the producer
+of an incoming packet (mediasoup ``RtpListener``), the RTCP dispatch, and the periodic RTCP
+reports. ``WebRtcTransport`` adds the sockets and the sans-I/O
+:class:`raysfu.transport.webrtc_transport.WebRtcTransportCore`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+import secrets
+import socket
+import struct
+import time
+import uuid
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from raysfu.transport import ortc, rtcp
+from raysfu.transport.errors import InvalidStateError, PacketParseError, UnsupportedError
+from raysfu.transport.ice import ice_candidates
+from raysfu.transport.rtp import parse_rtp_header
+from raysfu.transport.webrtc_transport import RTCP, RTP, WebRtcTransportCore
+
+from .consumer import Consumer
+from .producer import Producer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .router import Router
+
+_U16 = struct.Struct("!H")
+RTCP_INTERVAL_MS = 1000
+SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+def _check_ip(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a string IP address")
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise TypeError(f"{field} is not a valid IP address: {value!r}") from None
+    return value
+
+
+def validate_listen_info(info: Any, field: str) -> dict:
+    """Check one mediasoup ``TransportListenInfo`` and return a normalised copy.
+
+    Shape: ``{"protocol": "udp"|"tcp", "ip": str, "announcedAddress"?: str, "announcedIp"?: str
+    (deprecated alias), "port"?: int, "portRange"?: {"min": int, "max": int},
+    "sendBufferSize"?: int, "recvBufferSize"?: int, "flags"?: {...}}``.
+    Raises ``TypeError`` naming the field; ``UnsupportedError`` for ICE over TCP (a later issue).
+    """
+    if not isinstance(info, dict):
+        raise TypeError(f"{field} must be a dict")
+    protocol = info.get("protocol", "udp")
+    if protocol not in ("udp", "tcp"):
+        raise TypeError(f"{field}.protocol must be 'udp' or 'tcp'")
+    if protocol == "tcp":
+        raise UnsupportedError(f"{field}.protocol 'tcp': ICE over TCP is not supported yet")
+    ip = _check_ip(info.get("ip"), f"{field}.ip")
+    announced = info.get("announcedAddress", info.get("announcedIp"))
+    if announced is not None and (not isinstance(announced, str) or not announced):
+        raise TypeError(f"{field}.announcedAddress must be a non-empty string")
+    port = info.get("port", 0) or 0
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise TypeError(f"{field}.port must be an int in 0..65535")
+    port_range = info.get("portRange")
+    if port_range is not None:
+        if not isinstance(port_range, dict):
+            raise TypeError(f"{field}.portRange must be a dict {{min, max}}")
+        lo, hi = port_range.get("min"), port_range.get("max")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535 for v in (lo, hi)) or lo > hi:
+            raise TypeError(f"{field}.portRange must have ints 1 <= min <= max <= 65535")
+    for key in ("sendBufferSize", "recvBufferSize"):
+        v = info.get(key)
+        if v is not None and (not isinstance(v, int) or v <= 0):
+            raise TypeError(f"{field}.{key} must be a positive int")
+    out = dict(info)
+    out["protocol"] = protocol
+    out["ip"] = ip
+    out["announcedAddress"] = announced
+    out["port"] = port
+    return out
+
+
+def bind_udp(info: dict) -> socket.socket:
+    """Bind a non-blocking UDP socket for a validated listen info (``port``, else a random free
+    port of ``portRange``, else an ephemeral port). Raises ``OSError`` when nothing can be bound."""
+    family = socket.AF_INET6 if ":" in info["ip"] else socket.AF_INET
+    candidates: list[int]
+    if info.get("port"):
+        candidates = [info["port"]]
+    elif info.get("portRange"):
+        lo, hi = info["portRange"]["min"], info["portRange"]["max"]
+        candidates = list(range(lo, hi + 1))
+        random.shuffle(candidates)
+    else:
+        candidates = [0]
+    last_error: OSError | None = None
+    for port in candidates:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, info.get("recvBufferSize") or SOCKET_BUFFER_BYTES)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, info.get("sendBufferSize") or SOCKET_BUFFER_BYTES)
+            sock.bind((info["ip"], port))
+            sock.setblocking(False)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+    raise OSError(f"could not bind UDP on {info['ip']} ({last_error})")
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    """Hands every datagram to the transport; an exception there is counted, never raised."""
+
+    __slots__ = ("owner", "udp", "index")
+
+    def __init__(self, owner: "WebRtcTransport", index: int) -> None:
+        self.owner = owner
+        self.index = index
+        self.udp: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:  # noqa: D401
+        self.udp = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        try:
+            self.owner.datagram_received(data, addr, self)
+        except Exception:  # a bug must not kill the socket; it shows in the counters
+            self.owner.drops["internal_error"] += 1
+
+    def error_received(self, exc) -> None:
+        self.owner.drops["socket_error"] += 1
+
+
+class Transport:
+    """Base of the in-actor transports (mediasoup ``Transport``)."""
+
+    kind = "base"
+
+    def __init__(self, router: "Router", transport_id: str, app_data: Any) -> None:
+        self.router = router
+        self.worker = router.worker
+        self.id = transport_id
+        self.app_data = app_data
+        self.closed = False
+        self.producers: dict[str, Producer] = {}
+        self.consumers: dict[str, Consumer] = {}
+        self.ssrc_table: dict[int, Producer] = {}
+        self.consumer_ssrc_table: dict[int, Consumer] = {}
+        self.cname_for_producers: str | None = None
+        self.next_mid = 0
+        self.rtcp_ssrc = secrets.randbits(32) or 1
+        self.twcc_seq = 0
+        self.drops: Counter[str] = Counter()
+        self.debug_receive_loss = 0.0
+        self._loss_rng = random.Random(1234)
+        self.next_rtcp_ms = 0
+        self.bytes_received = self.bytes_sent = 0
+        self.rtp_bytes_received = self.rtp_bytes_sent = 0
+        self.rtx_bytes_sent = 0
+
+    # ------------------------------------------------------------------ produce / consume
+    def produce(self, data: dict, now_ms: int) -> dict:
+        """mediasoup ``transport.produce()``. ``data``: ``{id?, kind, rtpParameters, paused?,
+        keyFrameRequestDelay?, appData?}``. Returns the producer's description dict.
+
+        Raises ``TypeError`` (bad fields), ``ValueError`` (duplicate id/mid/ssrc),
+        ``UnsupportedError`` (codecs the router does not have).
+        """
+        self._check_open()
+        kind = data.get("kind")
+        if kind not in ("audio", "video"):
+            raise TypeError("kind must be 'audio' or 'video'")
+        producer_id = data.get("id") or str(uuid.uuid4())
+        if not isinstance(producer_id, str):
+            raise TypeError("id must be a string")
+        if producer_id in self.router.producers:
+            raise ValueError(f"id: a producer with id {producer_id!r} already exists")
+        params = ortc.validate_rtp_parameters(data.get("rtpParameters"))
+        encodings = params.get("encodings") or [{}]
+        params["encodings"] = encodings
+        if len(encodings) == 1 and not encodings[0].get("rid") and not encodings[0].get("ssrc") and not params.get("mid"):
+            raise TypeError("rtpParameters.mid is required when the single encoding has no rid or ssrc")
+        mid = params.get("mid")
+        if mid and any(p.rtp_parameters.get("mid") == mid for p in self.producers.values()):
+            raise ValueError(f"rtpParameters.mid {mid!r} is already used by another producer of this transport")
+        for enc in encodings:
+            for ssrc in (enc.get("ssrc"), (enc.get("rtx") or {}).get("ssrc")):
+                if ssrc is not None and ssrc in self.ssrc_table:
+                    raise ValueError(f"rtpParameters.encodings ssrc {ssrc} is already used on this transport")
+        delay = data.get("keyFrameRequestDelay", 0) or 0
+        if not isinstance(delay, int) or delay < 0:
+            raise TypeError("keyFrameRequestDelay must be a non-negative int (ms)")
+        paused = bool(data.get("paused", False))
+        # One CNAME for every producer of a transport (mediasoup Transport::Produce).
+        rtcp_params = params.setdefault("rtcp", {})
+        if self.cname_for_producers is None:
+            self.cname_for_producers = rtcp_params.get("cname") or ortc.generate_random_cname()
+        if self.kind != "pipe":
+            rtcp_params["cname"] = self.cname_for_producers
+        caps = self.router.rtp_capabilities
+        mapping = ortc.get_producer_rtp_parameters_mapping(params, caps)
+        consumable = ortc.get_consumable_rtp_parameters(kind, params, caps, mapping)
+        producer = Producer(
+            producer_id=producer_id,
+            transport=self,
+            kind=kind,
+            rtp_parameters=params,
+            rtp_mapping=mapping,
+            consumable_rtp_parameters=consumable,
+            router_rtp_capabilities=caps,
+            paused=paused,
+            key_frame_request_delay_ms=delay,
+            app_data=data.get("appData"),
+        )
+        self.producers[producer_id] = producer
+        if producer.ssrc is not None:
+            self.ssrc_table[producer.ssrc] = producer
+        if producer.rtx_ssrc is not None:
+            self.ssrc_table[producer.rtx_ssrc] = producer
+        self.router.add_producer(producer)
+        return self.describe_producer(producer)
+
+    @staticmethod
+    def describe_producer(p: Producer) -> dict:
+        return {
+            "id": p.id,
+            "kind": p.kind,
+            "type": p.type,
+            "rtpParameters": p.rtp_parameters,
+            "consumableRtpParameters": p.consumable_rtp_parameters,
+            "paused": p.paused,
+        }
+
+    def consume(self, data: dict, now_ms: int) -> dict:
+        """mediasoup ``transport.consume()``. ``data``: ``{producerId, rtpCapabilities, paused?,
+        mid?, enableRtx?, ignoreDtx?, preferredLayers?, pipe?, appData?}``.
+
+        Raises ``TypeError`` (bad fields), ``ValueError`` (unknown producer id),
+        ``UnsupportedError`` (no compatible codec).
+        """
+        self._check_open()
+        producer_id = data.get("producerId")
+        if not isinstance(producer_id, str):
+            raise TypeError("producer_id must be a string")
+        producer = self.router.producers.get(producer_id)
+        if producer is None:
+            raise ValueError(f"producer_id: no producer with id {producer_id!r} in this router")
+        caps = ortc.validate_rtp_capabilities(data.get("rtpCapabilities"))
+        if data.get("pipe"):
+            raise UnsupportedError("pipe consumers are not supported yet")
+        enable_rtx = data.get("enableRtx")
+        if enable_rtx is None:
+            enable_rtx = producer.kind == "video"
+        rtp_parameters = ortc.get_consumer_rtp_parameters(producer.consumable_rtp_parameters, caps, pipe=False, enable_rtx=bool(enable_rtx))
+        mid = data.get("mid")
+        if mid is not None:
+            if not isinstance(mid, str) or not mid:
+                raise TypeError("mid must be a non-empty string")
+        else:
+            mid = str(self.next_mid)
+            self.next_mid = (self.next_mid + 1) % 100_000_000
+        rtp_parameters["mid"] = mid
+        consumer_id = str(uuid.uuid4())
+        consumer = Consumer(
+            consumer_id=consumer_id,
+            transport=self,
+            producer=producer,
+            rtp_parameters=rtp_parameters,
+            paused=bool(data.get("paused", False)),
+            app_data=data.get("appData"),
+        )
+        self.consumers[consumer_id] = consumer
+        self.consumer_ssrc_table[consumer.ssrc] = consumer
+        if consumer.rtx_ssrc is not None:
+            self.consumer_ssrc_table[consumer.rtx_ssrc] = consumer
+        self.router.add_consumer(consumer)
+        if consumer.active:
+            producer.request_key_frame(now_ms)
+        return {
+            "id": consumer_id,
+            "producerId": producer_id,
+            "kind": consumer.kind,
+            "type": consumer.type,
+            "rtpParameters": rtp_parameters,
+            "paused": consumer.paused,
+            "producerPaused": consumer.producer_paused,
+            "score": consumer.score_dict(),
+        }
+
+    def remove_producer(self, producer: Producer) -> None:
+        self.producers.pop(producer.id, None)
+        for ssrc in [s for s, p in self.ssrc_table.items() if p is producer]:
+            del self.ssrc_table[ssrc]
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        self.consumers.pop(consumer.id, None)
+        for ssrc in (consumer.ssrc, consumer.rtx_ssrc):
+            if ssrc is not None and self.consumer_ssrc_table.get(ssrc) is consumer:
+                del self.consumer_ssrc_table[ssrc]
+
+    # ------------------------------------------------------------------ receive
+    def receive_rtp(self, data: bytes, now_ms: int) -> None:
+        try:
+            hdr = parse_rtp_header(data)
+        except PacketParseError:
+            self.drops["rtp_malformed"] += 1
+            return
+        self.rtp_bytes_received += len(data)
+        producer = self.ssrc_table.get(hdr[4])
+        if producer is None:
+            producer = self._identify_producer(data, hdr)
+            if producer is None:
+                self.drops["rtp_unknown_ssrc"] += 1
+                return
+        if self.debug_receive_loss and hdr[4] == producer.ssrc and self._loss_rng.random() < self.debug_receive_loss:
+            self.drops["debug_receive_loss"] += 1
+            return
+        producer.receive_rtp(data, hdr, now_ms)
+
+    def _identify_producer(self, data: bytes, hdr: tuple) -> Producer | None:
+        """Learn an SSRC from the ``mid`` extension (mediasoup RtpListener midTable)."""
+        for producer in self.producers.values():
+            if producer.matches_first_packet(data, hdr[6], hdr[7], hdr[8]):
+                ssrc = hdr[4]
+                if hdr[0] == producer.payload_type and producer.ssrc is None:
+                    producer.learn_ssrc(ssrc)
+                elif hdr[0] == producer.rtx_payload_type and producer.rtx_ssrc is None:
+                    producer.rtx_ssrc = ssrc
+                else:
+                    return None
+                self.ssrc_table[ssrc] = producer
+                return producer
+        return None
+
+    def receive_rtcp(self, data: bytes, now_ms: int) -> None:
+        try:
+            items = rtcp.parse_rtcp(data)
+        except PacketParseError:
+            self.drops["rtcp_malformed"] += 1
+            return
+        for item in items:
+            kind = item[0]
+            if kind == "sr":
+                producer = self.ssrc_table.get(item[1])
+                if producer is not None:
+                    producer.receive_sr(item, now_ms)
+                for block in item[7]:
+                    self._rr_block(block, now_ms)
+            elif kind == "rr":
+                for block in item[2]:
+                    self._rr_block(block, now_ms)
+            elif kind == "nack":
+                consumer = self.consumer_ssrc_table.get(item[2])
+                if consumer is not None:
+                    consumer.receive_nack(item[3], now_ms)
+                else:
+                    self.drops["rtcp_nack_unknown_ssrc"] += 1
+            elif kind == "pli":
+                consumer = self.consumer_ssrc_table.get(item[2])
+                if consumer is not None:
+                    consumer.receive_key_frame_request("pli", now_ms)
+            elif kind == "fir":
+                for ssrc, _seq_nr in item[2]:
+                    consumer = self.consumer_ssrc_table.get(ssrc)
+                    if consumer is not None:
+                        consumer.receive_key_frame_request("fir", now_ms)
+            # sdes, bye, remb, twcc, xr: not used yet (BWE is a later issue)
+
+    def _rr_block(self, block: tuple, now_ms: int) -> None:
+        consumer = self.consumer_ssrc_table.get(block[0])
+        if consumer is not None and block[0] == consumer.ssrc:
+            consumer.receive_rr_block(block, now_ms)
+
+    # ------------------------------------------------------------------ send
+    def send_rtp(self, buf: bytearray, twcc_off: int) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def send_rtcp(self, packet: bytes) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ timers
+    def on_timer(self, now_ms: int) -> None:
+        for producer in self.producers.values():
+            producer.on_timer(now_ms)
+        if now_ms >= self.next_rtcp_ms:
+            self.next_rtcp_ms = now_ms + RTCP_INTERVAL_MS
+            self.send_rtcp_reports(now_ms)
+
+    def send_rtcp_reports(self, now_ms: int) -> None:
+        """SR + SDES for every consumer stream, one RR for every producer stream (RFC 3550 §6.4)."""
+        unix_ms = int(time.time() * 1000)
+        for consumer in self.consumers.values():
+            report = consumer.build_rtcp_report(now_ms, unix_ms)
+            if report is not None:
+                self.send_rtcp(report)
+        blocks = [b for b in (p.report_block(now_ms) for p in self.producers.values()) if b is not None]
+        for i in range(0, len(blocks), 31):
+            packet = rtcp.build_rr(self.rtcp_ssrc, blocks[i : i + 31])
+            if self.cname_for_producers:
+                packet += rtcp.build_sdes([(self.rtcp_ssrc, self.cname_for_producers)])
+            self.send_rtcp(packet)
+
+    # ------------------------------------------------------------------ lifecycle
+    def _check_open(self) -> None:
+        if self.closed:
+            raise InvalidStateError("transport closed")
+
+    def close(self, cause: str = "user") -> None:
+        """Close this transport and everything on it (mediasoup ``transport.close()``).
+
+        Its producers' consumers on *other* transports get ``producerclose``; its own producers
+        and consumers are closed silently (the driver handle emits ``transportclose``), unless
+        ``cause`` is not "user", in which case they are notified with it.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        for producer in list(self.producers.values()):
+            self.router.close_producer(producer, notify_self=cause != "user")
+        for consumer in list(self.consumers.values()):
+            self.router.close_consumer(consumer, notify="transportclose" if cause != "user" else None)
+        self.router.transports.pop(self.id, None)
+
+    def base_stats(self, now_ms: int) -> dict:
+        return {
+            "transportId": self.id,
+            "timestamp": now_ms,
+            "bytesReceived": self.bytes_received,
+            "recvBitrate": 0,
+            "bytesSent": self.bytes_sent,
+            "sendBitrate": 0,
+            "rtpBytesReceived": self.rtp_bytes_received,
+            "rtpRecvBitrate": 0,
+            "rtpBytesSent": self.rtp_bytes_sent,
+            "rtpSendBitrate": 0,
+            "rtxBytesReceived": 0,
+            "rtxRecvBitrate": 0,
+            "rtxBytesSent": self.rtx_bytes_sent,
+            "rtxSendBitrate": 0,
+            "probationBytesSent": 0,
+            "probationSendBitrate": 0,
+        }
+
+    def base_dump(self) -> dict:
+        return {
+            "id": self.id,
+            "direct": False,
+            "producerIds": list(self.producers),
+            "consumerIds": list(self.consumers),
+            "mapSsrcConsumerId": [{"key": c.ssrc, "value": c.id} for c in self.consumers.values()],
+            "mapRtxSsrcConsumerId": [{"key": c.rtx_ssrc, "value": c.id} for c in self.consumers.values() if c.rtx_ssrc],
+            "rtpListener": {
+                "ssrcTable": [{"key": s, "value": p.id} for s, p in self.ssrc_table.items()],
+                "midTable": [{"key": p.rtp_parameters.get("mid"), "value": p.id} for p in self.producers.values() if p.rtp_parameters.get("mid")],
+                "ridTable": [],
+            },
+            "dataProducerIds": [],
+            "dataConsumerIds": [],
+            "traceEventTypes": [],
+            "droppedPackets": dict(self.drops),
+        }
+
+
+class WebRtcTransport(Transport):
+    """mediasoup ``WebRtcTransport`` over UDP sockets on the worker's event loop."""
+
+    kind = "webrtc"
+
+    def __init__(self, router: "Router", transport_id: str, options: dict) -> None:
+        super().__init__(router, transport_id, options.get("appData"))
+        self.listen_infos = options["listenInfos"]
+        self.core = WebRtcTransportCore(
+            self.worker.certificate,
+            ice_consent_timeout_ms=int(options.get("iceConsentTimeout", 30)) * 1000,
+        )
+        self.initial_available_outgoing_bitrate = options.get("initialAvailableOutgoingBitrate", 600000)
+        self.protocols: list[_UdpProtocol] = []
+        self.local_addrs: list[dict] = []
+        self.remote_protocol: dict[Any, _UdpProtocol] = {}
+        self.ice_candidates: list[dict] = []
+
+    async def open(self) -> None:
+        """Bind one UDP socket per listen info and start receiving."""
+        loop = asyncio.get_running_loop()
+        try:
+            for index, info in enumerate(self.listen_infos):
+                sock = bind_udp(info)
+                protocol = _UdpProtocol(self, index)
+                await loop.create_datagram_endpoint(lambda p=protocol: p, sock=sock)
+                self.protocols.append(protocol)
+                port = sock.getsockname()[1]
+                self.local_addrs.append({"protocol": "udp", "ip": info["ip"], "announcedAddress": info.get("announcedAddress"), "port": port})
+        except BaseException:
+            self._close_sockets()
+            raise
+        self.ice_candidates = ice_candidates(self.local_addrs)
+
+    # ------------------------------------------------------------------ datagrams
+    def datagram_received(self, data: bytes, addr, protocol: _UdpProtocol) -> None:
+        now_ms = self.worker.now_ms()
+        self.bytes_received += len(data)
+        kind, plain = self.core.receive_datagram(data, addr, now_ms)
+        if kind == RTP:
+            self.receive_rtp(plain, now_ms)
+        elif kind == RTCP:
+            self.receive_rtcp(plain, now_ms)
+        else:
+            self.remote_protocol[addr] = protocol
+            self._flush_core()
+
+    def _flush_core(self) -> None:
+        for datagram, remote in self.core.datagrams_to_send():
+            protocol = self.remote_protocol.get(remote) or (self.protocols[0] if self.protocols else None)
+            if protocol is not None and protocol.udp is not None:
+                protocol.udp.sendto(datagram, remote)
+                self.bytes_sent += len(datagram)
+        for name, value in self.core.drain_events():
+            if name == "iceselectedtuplechange":
+                value = self.tuple_dict(value)
+            self.worker.emit(self.id, name, value)
+
+    def tuple_dict(self, remote) -> dict | None:
+        """mediasoup ``TransportTuple`` for a remote ``(ip, port)``."""
+        if remote is None:
+            return None
+        protocol = self.remote_protocol.get(remote) or (self.protocols[0] if self.protocols else None)
+        local = self.local_addrs[protocol.index] if protocol is not None else {"ip": "", "port": 0, "announcedAddress": None}
+        address = local.get("announcedAddress") or local["ip"]
+        return {
+            "localIp": address,
+            "localAddress": address,
+            "localPort": local["port"],
+            "remoteIp": remote[0],
+            "remotePort": remote[1],
+            "protocol": "udp",
+        }
+
+    def send_rtp(self, buf: bytearray, twcc_off: int) -> None:
+        core = self.core
+        if not core.connected:
+            self.drops["send_not_connected"] += 1
+            return
+        if twcc_off >= 0:
+            self.twcc_seq = (self.twcc_seq + 1) & 0xFFFF
+            _U16.pack_into(buf, twcc_off + 1, self.twcc_seq)
+        try:
+            data = core.protect_rtp(bytes(buf))
+        except PacketParseError:
+            self.drops["srtp_protect_failed"] += 1
+            return
+        remote = core.selected_tuple
+        protocol = self.remote_protocol.get(remote) or self.protocols[0]
+        protocol.udp.sendto(data, remote)
+        n = len(data)
+        self.bytes_sent += n
+        self.rtp_bytes_sent += n
+
+    def send_rtcp(self, packet: bytes) -> None:
+        core = self.core
+        if not core.connected:
+            return
+        try:
+            data = core.protect_rtcp(packet)
+        except PacketParseError:
+            self.drops["srtcp_protect_failed"] += 1
+            return
+        remote = core.selected_tuple
+        protocol = self.remote_protocol.get(remote) or self.protocols[0]
+        protocol.udp.sendto(data, remote)
+        self.bytes_sent += len(data)
+
+    # ------------------------------------------------------------------ control
+    def connect(self, dtls_parameters: Any, now_ms: int) -> dict:
+        self._check_open()
+        role = self.core.connect(dtls_parameters, now_ms)
+        self._flush_core()
+        return {"dtlsLocalRole": role}
+
+    def restart_ice(self) -> dict:
+        self._check_open()
+        return self.core.restart_ice()
+
+    def on_timer(self, now_ms: int) -> None:
+        core = self.core
+        t = core.next_timer_ms()
+        if t is not None and t <= now_ms:
+            core.handle_timer(now_ms)
+            self._flush_core()
+        super().on_timer(now_ms)
+
+    def close(self, cause: str = "user") -> None:
+        if self.closed:
+            return
+        super().close(cause)
+        self.core.close()
+        self._flush_core_quietly()
+        self._close_sockets()
+
+    def _flush_core_quietly(self) -> None:
+        try:
+            for datagram, remote in self.core.datagrams_to_send():
+                protocol = self.remote_protocol.get(remote)
+                if protocol is not None and protocol.udp is not None:
+                    protocol.udp.sendto(datagram, remote)
+        except Exception:
+            self.drops["close_flush_error"] += 1
+
+    def _close_sockets(self) -> None:
+        for protocol in self.protocols:
+            if protocol.udp is not None:
+                protocol.udp.close()
+        self.protocols = []
+
+    # ------------------------------------------------------------------ info
+    def describe(self) -> dict:
+        return {
+            "id": self.id,
+            "iceRole": "controlled",
+            "iceParameters": self.core.ice_parameters,
+            "iceCandidates": self.ice_candidates,
+            "iceState": self.core.ice_state,
+            "iceSelectedTuple": self.tuple_dict(self.core.selected_tuple),
+            "dtlsParameters": self.core.dtls_parameters,
+            "dtlsState": self.core.dtls_state,
+            "sctpParameters": None,
+            "sctpState": None,
+        }
+
+    def get_stats(self, now_ms: int) -> list[dict]:
+        """mediasoup ``WebRtcTransportStat[]`` (one entry)."""
+        s = {"type": "webrtc-transport"}
+        s.update(self.base_stats(now_ms))
+        s.update(
+            {
+                "iceRole": "controlled",
+                "iceState": self.core.ice_state,
+                "dtlsState": self.core.dtls_state,
+                "availableOutgoingBitrate": self.initial_available_outgoing_bitrate,
+            }
+        )
+        selected = self.tuple_dict(self.core.selected_tuple)
+        if selected is not None:
+            s["iceSelectedTuple"] = selected
+        return [s]
+
+    def dump(self) -> dict:
+        d = self.base_dump()
+        d.update(self.describe())
+        d["droppedPackets"] = dict(self.drops + self.core.drops)
+        return d

@@ -1,0 +1,385 @@
+"""The WorkerActor: one Ray async actor per CPU core hosting routers and their transports.
+
+``WorkerCore`` holds the media graph and answers control requests; ``WorkerActor`` is the Ray
+shell around it (one ``request(method, target_id, data)`` entry point, like mediasoup's channel,
+plus ``poll_events`` for the driver-side handles). Sockets, timers and the RTP path run on the
+actor's own event loop (Ray runs async actors on uvloop when it is installed); media never
+travels through Ray calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import time
+import uuid
+from typing import Any
+
+from raysfu.transport.dtls import DtlsCertificate
+from raysfu.transport.errors import InvalidStateError, UnsupportedError
+
+from .router import Router
+
+TICK_MS = 20
+_LOG_LEVELS = ("debug", "warn", "error", "none")
+
+
+def validate_worker_settings(settings: dict) -> dict:
+    """Check mediasoup ``WorkerSettings`` (snake_case or camelCase keys).
+
+    Known: ``log_level`` ("debug"|"warn"|"error"|"none"), ``log_tags`` (list of str),
+    ``rtc_min_port``/``rtc_max_port`` (ints, min <= max), ``dtls_certificate_file`` and
+    ``dtls_private_key_file`` (PEM paths, both or neither), ``app_data``. Raises ``TypeError``
+    naming the field; ``UnsupportedError`` for ``libwebrtc_field_trials`` and ``disable_liburing``
+    values we cannot honour.
+    """
+    out: dict[str, Any] = {}
+    aliases = {
+        "logLevel": "log_level",
+        "logTags": "log_tags",
+        "rtcMinPort": "rtc_min_port",
+        "rtcMaxPort": "rtc_max_port",
+        "dtlsCertificateFile": "dtls_certificate_file",
+        "dtlsPrivateKeyFile": "dtls_private_key_file",
+        "appData": "app_data",
+        "libwebrtcFieldTrials": "libwebrtc_field_trials",
+        "disableLiburing": "disable_liburing",
+    }
+    for key, value in settings.items():
+        out[aliases.get(key, key)] = value
+    known = {"log_level", "log_tags", "rtc_min_port", "rtc_max_port", "dtls_certificate_file", "dtls_private_key_file", "app_data", "libwebrtc_field_trials", "disable_liburing"}
+    for key in out:
+        if key not in known:
+            raise TypeError(f"unknown worker setting {key!r}")
+    level = out.get("log_level", "error")
+    if level not in _LOG_LEVELS:
+        raise TypeError("log_level must be one of 'debug', 'warn', 'error', 'none'")
+    tags = out.get("log_tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise TypeError("log_tags must be a list of strings")
+    lo, hi = out.get("rtc_min_port", 10000), out.get("rtc_max_port", 59999)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 65536 for v in (lo, hi)) or lo > hi:
+        raise TypeError("rtc_min_port/rtc_max_port must be ints in 1..65535 with min <= max")
+    cert, key = out.get("dtls_certificate_file"), out.get("dtls_private_key_file")
+    if (cert is None) != (key is None):
+        raise TypeError("dtls_certificate_file and dtls_private_key_file go together")
+    if out.get("libwebrtc_field_trials") not in (None, "WebRTC-Bwe-AlrLimitedBackoff/Enabled/"):
+        raise UnsupportedError("libwebrtc_field_trials: raysfu has no libwebrtc")
+    out.setdefault("log_level", level)
+    out.setdefault("log_tags", tags)
+    out["rtc_min_port"], out["rtc_max_port"] = lo, hi
+    return out
+
+
+class WorkerCore:
+    """The media graph of one worker, independent of Ray (tests can drive it directly)."""
+
+    def __init__(self, settings: dict) -> None:
+        self.settings = validate_worker_settings(settings or {})
+        cert_file = self.settings.get("dtls_certificate_file")
+        if cert_file:
+            with open(cert_file, "rb") as f_cert, open(self.settings["dtls_private_key_file"], "rb") as f_key:
+                self.certificate = DtlsCertificate.from_pem(f_cert.read(), f_key.read())
+        else:
+            self.certificate = DtlsCertificate.generate()
+        self.routers: dict[str, Router] = {}
+        self.objects: dict[str, Any] = {}
+        self.closed = False
+        self._subscribers: dict[str, list] = {}
+        self._wakeups: dict[str, asyncio.Event] = {}
+        self._tick_task: asyncio.Task | None = None
+        self.timer_errors = 0
+        self._t0 = time.monotonic()
+
+    # ------------------------------------------------------------------ clock and events
+    @staticmethod
+    def now_ms() -> int:
+        return int(time.monotonic() * 1000)
+
+    def emit(self, target_id: str, event: str, data: Any) -> None:
+        """Queue a notification ``(target_id, event, data)`` for every subscribed driver."""
+        item = (target_id, event, data)
+        for sub_id, queue in self._subscribers.items():
+            queue.append(item)
+            if len(queue) > 100_000:  # a driver that stopped polling must not eat the memory
+                del queue[: len(queue) - 100_000]
+            self._wakeups[sub_id].set()
+
+    def subscribe(self, sub_id: str) -> None:
+        self._subscribers.setdefault(sub_id, [])
+        self._wakeups.setdefault(sub_id, asyncio.Event())
+
+    def unsubscribe(self, sub_id: str) -> None:
+        self._subscribers.pop(sub_id, None)
+        ev = self._wakeups.pop(sub_id, None)
+        if ev is not None:
+            ev.set()
+
+    async def poll_events(self, sub_id: str, timeout_s: float) -> list | None:
+        """Wait up to ``timeout_s`` for notifications; ``None`` when unsubscribed."""
+        if sub_id not in self._subscribers:
+            self.subscribe(sub_id)
+        ev = self._wakeups[sub_id]
+        if not self._subscribers[sub_id]:
+            try:
+                await asyncio.wait_for(ev.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                pass
+        queue = self._subscribers.get(sub_id)
+        if queue is None:
+            return None
+        ev.clear()
+        items = list(queue)
+        queue.clear()
+        return items
+
+    # ------------------------------------------------------------------ timers
+    def start(self) -> None:
+        if self._tick_task is None:
+            self._tick_task = asyncio.get_running_loop().create_task(self._tick_loop())
+
+    async def _tick_loop(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(TICK_MS / 1000)
+            now_ms = self.now_ms()
+            for router in list(self.routers.values()):
+                for transport in list(router.transports.values()):
+                    try:
+                        transport.on_timer(now_ms)
+                    except Exception:
+                        self.timer_errors += 1
+                        transport.drops["timer_error"] += 1
+
+    # ------------------------------------------------------------------ requests
+    async def request(self, method: str, target_id: str | None, data: dict) -> Any:
+        """Dispatch one control request (mediasoup channel request names)."""
+        if self.closed:
+            raise InvalidStateError("worker closed")
+        data = data or {}
+        now_ms = self.now_ms()
+        if method.startswith("worker."):
+            return await self._worker_request(method, data)
+        target = self.objects.get(target_id) if target_id else None
+        if target is None:
+            raise InvalidStateError(f"{method}: no object with id {target_id!r} (closed?)")
+        kind = method.split(".", 1)[0]
+        handler = getattr(self, "_" + kind + "_" + method.split(".", 1)[1], None)
+        if handler is None:
+            raise TypeError(f"unknown method {method!r}")
+        result = handler(target, data, now_ms)
+        if asyncio.iscoroutine(result):
+            result = await result
+        return result
+
+    async def _worker_request(self, method: str, data: dict) -> Any:
+        if method == "worker.createRouter":
+            router_id = data.get("routerId") or str(uuid.uuid4())
+            router = Router(self, router_id, data.get("mediaCodecs"), data.get("appData"))
+            self.routers[router_id] = router
+            self.objects[router_id] = router
+            return {"id": router_id, "rtpCapabilities": router.rtp_capabilities}
+        if method == "worker.dump":
+            return self.dump()
+        if method == "worker.getResourceUsage":
+            return self.get_resource_usage()
+        if method == "worker.close":
+            self.close()
+            return None
+        if method == "worker.updateSettings":
+            s = validate_worker_settings({**self.settings, **data})
+            self.settings.update({k: s[k] for k in ("log_level", "log_tags")})
+            return None
+        raise TypeError(f"unknown method {method!r}")
+
+    # router.*
+    async def _router_createWebRtcTransport(self, router: Router, data: dict, now_ms: int) -> dict:
+        return await router.create_webrtc_transport(data)
+
+    def _router_canConsume(self, router: Router, data: dict, now_ms: int) -> bool:
+        return router.can_consume(data.get("producerId"), data.get("rtpCapabilities"))
+
+    def _router_dump(self, router: Router, data: dict, now_ms: int) -> dict:
+        return router.dump()
+
+    def _router_close(self, router: Router, data: dict, now_ms: int) -> None:
+        router.close()
+        self.routers.pop(router.id, None)
+
+    # transport.*
+    def _transport_connect(self, t, data: dict, now_ms: int) -> dict:
+        return t.connect(data.get("dtlsParameters"), now_ms)
+
+    def _transport_restartIce(self, t, data: dict, now_ms: int) -> dict:
+        return t.restart_ice()
+
+    def _transport_produce(self, t, data: dict, now_ms: int) -> dict:
+        return t.produce(data, now_ms)
+
+    def _transport_consume(self, t, data: dict, now_ms: int) -> dict:
+        return t.consume(data, now_ms)
+
+    def _transport_getStats(self, t, data: dict, now_ms: int) -> list:
+        return t.get_stats(now_ms)
+
+    def _transport_dump(self, t, data: dict, now_ms: int) -> dict:
+        return t.dump()
+
+    def _transport_close(self, t, data: dict, now_ms: int) -> None:
+        t.router.close_transport(t)
+
+    def _transport_setDebugReceiveLoss(self, t, data: dict, now_ms: int) -> None:
+        fraction = data.get("fraction")
+        if not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+            raise TypeError("fraction must be a number in [0, 1)")
+        t.debug_receive_loss = float(fraction)
+
+    def _transport_setMaxIncomingBitrate(self, t, data: dict, now_ms: int) -> None:
+        raise UnsupportedError("set_max_incoming_bitrate: bandwidth control is not supported yet")
+
+    _transport_setMaxOutgoingBitrate = _transport_setMaxIncomingBitrate
+    _transport_setMinOutgoingBitrate = _transport_setMaxIncomingBitrate
+
+    def _transport_enableTraceEvent(self, t, data: dict, now_ms: int) -> None:
+        if data.get("types"):
+            raise UnsupportedError("enable_trace_event: trace events are not supported yet")
+
+    # producer.*
+    def _producer_pause(self, p, data: dict, now_ms: int) -> None:
+        if p.paused:
+            return
+        p.paused = True
+        for c in p.consumers:
+            c.set_producer_paused(True, now_ms)
+            self.emit(c.id, "producerpause", None)
+
+    def _producer_resume(self, p, data: dict, now_ms: int) -> None:
+        if not p.paused:
+            return
+        p.paused = False
+        for c in p.consumers:
+            c.set_producer_paused(False, now_ms)
+            self.emit(c.id, "producerresume", None)
+
+    def _producer_close(self, p, data: dict, now_ms: int) -> None:
+        p.transport.router.close_producer(p)
+
+    def _producer_getStats(self, p, data: dict, now_ms: int) -> list:
+        return p.get_stats(now_ms)
+
+    def _producer_dump(self, p, data: dict, now_ms: int) -> dict:
+        return p.dump()
+
+    def _producer_enableTraceEvent(self, p, data: dict, now_ms: int) -> None:
+        if data.get("types"):
+            raise UnsupportedError("enable_trace_event: trace events are not supported yet")
+
+    # consumer.*
+    def _consumer_pause(self, c, data: dict, now_ms: int) -> None:
+        c.set_paused(True, now_ms)
+
+    def _consumer_resume(self, c, data: dict, now_ms: int) -> None:
+        c.set_paused(False, now_ms)
+
+    def _consumer_close(self, c, data: dict, now_ms: int) -> None:
+        c.transport.router.close_consumer(c)
+
+    def _consumer_getStats(self, c, data: dict, now_ms: int) -> list:
+        return c.get_stats(now_ms)
+
+    def _consumer_dump(self, c, data: dict, now_ms: int) -> dict:
+        return c.dump()
+
+    def _consumer_requestKeyFrame(self, c, data: dict, now_ms: int) -> None:
+        c.request_key_frame(now_ms)
+
+    def _consumer_setPriority(self, c, data: dict, now_ms: int) -> int:
+        priority = data.get("priority")
+        if not isinstance(priority, int) or isinstance(priority, bool) or priority < 1:
+            raise TypeError("priority must be an int >= 1")
+        c.priority = priority
+        return priority
+
+    def _consumer_setPreferredLayers(self, c, data: dict, now_ms: int) -> None:
+        layers = data.get("preferredLayers")
+        if not isinstance(layers, dict) or not isinstance(layers.get("spatialLayer"), int):
+            raise TypeError("preferred_layers.spatialLayer must be an int")
+        return None  # a simple consumer has no layers (mediasoup ignores it too)
+
+    def _consumer_enableTraceEvent(self, c, data: dict, now_ms: int) -> None:
+        if data.get("types"):
+            raise UnsupportedError("enable_trace_event: trace events are not supported yet")
+
+    # ------------------------------------------------------------------ info and lifecycle
+    def dump(self) -> dict:
+        """mediasoup ``WorkerDump``."""
+        return {
+            "pid": os.getpid(),
+            "webRtcServerIds": [],
+            "routerIds": list(self.routers),
+            "channelMessageHandlers": {"channelRequestHandlers": list(self.objects), "channelNotificationHandlers": []},
+            "timerErrors": self.timer_errors,
+        }
+
+    @staticmethod
+    def get_resource_usage() -> dict:
+        """getrusage(RUSAGE_SELF) of the actor process in mediasoup's ``WorkerResourceUsage``
+        shape; ``ru_utime``/``ru_stime`` in ms (float), ``ru_maxrss`` in KiB."""
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "ru_utime": ru.ru_utime * 1000.0,
+            "ru_stime": ru.ru_stime * 1000.0,
+            "ru_maxrss": ru.ru_maxrss,
+            "ru_ixrss": ru.ru_ixrss,
+            "ru_idrss": ru.ru_idrss,
+            "ru_isrss": ru.ru_isrss,
+            "ru_minflt": ru.ru_minflt,
+            "ru_majflt": ru.ru_majflt,
+            "ru_nswap": ru.ru_nswap,
+            "ru_inblock": ru.ru_inblock,
+            "ru_oublock": ru.ru_oublock,
+            "ru_msgsnd": ru.ru_msgsnd,
+            "ru_msgrcv": ru.ru_msgrcv,
+            "ru_nsignals": ru.ru_nsignals,
+            "ru_nvcsw": ru.ru_nvcsw,
+            "ru_nivcsw": ru.ru_nivcsw,
+        }
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        for router in list(self.routers.values()):
+            router.close()
+        self.routers.clear()
+        self.closed = True
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+        for sub_id in list(self._subscribers):
+            self._wakeups[sub_id].set()
+
+
+class WorkerActor:
+    """Ray actor shell around :class:`WorkerCore` (wrapped with ``ray.remote`` in ``api``)."""
+
+    def __init__(self, settings: dict) -> None:
+        self.core = WorkerCore(settings)
+
+    async def ready(self) -> dict:
+        """Start the timers; returns ``{"pid", "nodeId", "nodeIp"}``."""
+        import ray
+
+        self.core.start()
+        ctx = ray.get_runtime_context()
+        return {"pid": os.getpid(), "nodeId": ctx.get_node_id(), "nodeIp": ray.util.get_node_ip_address(), "loop": type(asyncio.get_running_loop()).__module__}
+
+    async def request(self, method: str, target_id: str | None, data: dict) -> Any:
+        return await self.core.request(method, target_id, data)
+
+    async def poll_events(self, sub_id: str, timeout_s: float = 1.0) -> list | None:
+        return await self.core.poll_events(sub_id, timeout_s)
+
+    async def subscribe(self, sub_id: str) -> None:
+        self.core.subscribe(sub_id)
+
+    async def unsubscribe(self, sub_id: str) -> None:
+        self.core.unsubscribe(sub_id)
