@@ -182,11 +182,21 @@ class Transport:
             raise TypeError("id must be a string")
         if producer_id in self.router.producers:
             raise ValueError(f"id: a producer with id {producer_id!r} already exists")
-        params = ortc.validate_rtp_parameters(data.get("rtpParameters"))
-        encodings = params.get("encodings") or [{}]
-        params["encodings"] = encodings
-        if len(encodings) == 1 and not encodings[0].get("rid") and not encodings[0].get("ssrc") and not params.get("mid"):
-            raise TypeError("rtpParameters.mid is required when the single encoding has no rid or ssrc")
+        raw = data.get("rtpParameters")
+        if not isinstance(raw, dict):
+            raise TypeError("rtp_parameters must be a dict")
+        # One CNAME for every producer of a transport (mediasoup Transport::Produce): the first
+        # one given, else a random one. A pipe transport keeps each producer's own.
+        cname = None
+        if self.kind != "pipe":
+            if self.cname_for_producers is None:
+                given = (raw.get("rtcp") or {}).get("cname") if isinstance(raw.get("rtcp"), dict) else None
+                self.cname_for_producers = given if isinstance(given, str) and given else ortc.generate_random_cname()
+            cname = self.cname_for_producers
+        params, mapping, consumable, producer_type = ortc.prepare_producer_rtp_parameters(kind, raw, self.router.rtp_capabilities, cname=cname)
+        if producer_type != "simple":
+            raise UnsupportedError(f"rtp_parameters: {producer_type} producers are not supported yet")
+        encodings = params["encodings"]
         mid = params.get("mid")
         if mid and any(p.rtp_parameters.get("mid") == mid for p in self.producers.values()):
             raise ValueError(f"rtpParameters.mid {mid!r} is already used by another producer of this transport")
@@ -198,15 +208,7 @@ class Transport:
         if not isinstance(delay, int) or delay < 0:
             raise TypeError("keyFrameRequestDelay must be a non-negative int (ms)")
         paused = bool(data.get("paused", False))
-        # One CNAME for every producer of a transport (mediasoup Transport::Produce).
-        rtcp_params = params.setdefault("rtcp", {})
-        if self.cname_for_producers is None:
-            self.cname_for_producers = rtcp_params.get("cname") or ortc.generate_random_cname()
-        if self.kind != "pipe":
-            rtcp_params["cname"] = self.cname_for_producers
         caps = self.router.rtp_capabilities
-        mapping = ortc.get_producer_rtp_parameters_mapping(params, caps)
-        consumable = ortc.get_consumable_rtp_parameters(kind, params, caps, mapping)
         producer = Producer(
             producer_id=producer_id,
             transport=self,
