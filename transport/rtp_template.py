@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import struct
 
+from .errors import PacketParseError
+from .rtp import iter_extensions
+
 MID_SLOT_LEN = 9  # 1 header byte + mid of up to 8 bytes (mediasoup mids are at most 8 digits)
 TWCC_SLOT_LEN = 3
 
@@ -49,42 +52,6 @@ class Template:
         self.exts = exts
         self.payload_off = payload_off
         self.marker = marker
-
-
-def iter_extensions(data: bytes, ext_profile: int, ext_start: int, ext_end: int):
-    """Yield ``(id, value_offset, value_len)`` for every element of an RFC 8285 block.
-
-    ``ext_profile`` 0xBEDE is the one-byte form (§4.2), 0x100x the two-byte form (§4.3).
-    Stops quietly at a truncated element (the parser already validated the block length).
-    """
-    i = ext_start
-    if ext_profile == 0xBEDE:
-        while i < ext_end:
-            b = data[i]
-            if b == 0:
-                i += 1
-                continue
-            ext_id = b >> 4
-            if ext_id == 15:
-                return
-            length = (b & 0x0F) + 1
-            if i + 1 + length > ext_end:
-                return
-            yield ext_id, i + 1, length
-            i += 1 + length
-    elif (ext_profile & 0xFFF0) == 0x1000:
-        while i < ext_end:
-            ext_id = data[i]
-            if ext_id == 0:
-                i += 1
-                continue
-            if i + 1 >= ext_end:
-                return
-            length = data[i + 1]
-            if i + 2 + length > ext_end:
-                return
-            yield ext_id, i + 2, length
-            i += 2 + length
 
 
 class TemplateBuilder:
@@ -119,7 +86,11 @@ class TemplateBuilder:
         keep = self.keep
         elements = []
         if ext_profile and keep:
-            for ext_id, off, length in iter_extensions(data, ext_profile, ext_start, ext_end):
+            try:
+                found = iter_extensions(data, ext_profile, ext_start, ext_end)
+            except PacketParseError:
+                found = ()  # malformed elements: forward the payload without them
+            for ext_id, off, length in found:
                 rid = keep.get(ext_id)
                 if rid is not None and length <= 16:
                     elements.append((rid, off, length))
