@@ -55,6 +55,8 @@ class NackGenerator:
     requested, retries included), ``recovered_count`` (NACKed packets that arrived),
     ``given_up_count`` (entries dropped after the last retry), ``keyframe_request_count``.
     After each ``on_packet``, ``repaired`` says whether that packet filled a NACKed gap.
+    Call ``reset()`` on pause and when the sender restarts its seqs
+    (``RecvStreamStats.resync_count`` grew): a big backward jump otherwise reads as old packets.
     """
 
     __slots__ = (
@@ -139,9 +141,17 @@ class NackGenerator:
                 self._keyframes.append(ext_seq)
             return []
         last = self._last
+        nacks = self._nacks
+        if ext_seq == last + 1 and not is_keyframe and not is_recovered:
+            # In order (the common case): no new gap.
+            self._last = ext_seq
+            if nacks:
+                due = self._next_due
+                if due is not None and due <= now_ms:
+                    return self._batch(now_ms)
+            return []
         if ext_seq == last:
             return []
-        nacks = self._nacks
         if ext_seq < last:
             # Reordered, a retransmission, or a duplicate.
             if nacks.pop(ext_seq, None) is not None:
@@ -289,7 +299,10 @@ class RetransmissionBuffer:
     )
 
     def __init__(
-        self, max_items: int = 2500, max_age_ms: int = 2000, min_resend_interval_ms: int = DEFAULT_RTT_MS
+        self,
+        max_items: int = 2500,
+        max_age_ms: int = 2000,
+        min_resend_interval_ms: int = DEFAULT_RTT_MS,
     ) -> None:
         if not 1 <= max_items <= 32768:
             raise ValueError(f"max_items must be 1..32768, got {max_items!r}")

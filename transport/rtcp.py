@@ -398,7 +398,10 @@ def ntp_from_ms(unix_ms: int) -> tuple[int, int]:
 
 
 def ms_from_ntp(ntp_sec: int, ntp_frac: int) -> int:
-    """NTP ``(seconds, fraction)`` → Unix time in ms (rounded down)."""
+    """NTP ``(seconds, fraction)`` → Unix time in ms (rounded down). Seconds with the top bit
+    clear are taken as era 1 (from 2036-02-07), as RFC 4330 §3 suggests, so 1968-2104 round-trip."""
+    if ntp_sec < 0x80000000:
+        ntp_sec += 1 << 32
     return (ntp_sec - _NTP_EPOCH_OFFSET_S) * 1000 + ((ntp_frac * 1000) >> 32)
 
 

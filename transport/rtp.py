@@ -51,6 +51,8 @@ RTP_FIXED = struct.Struct("!BBHII")
 _HDR_TAIL = struct.Struct("!BHII")  # second byte .. SSRC, written at offset 1
 _U16 = struct.Struct("!H")
 _U16x2 = struct.Struct("!HH")
+_unpack_fixed = RTP_FIXED.unpack_from
+_unpack_u16x2 = _U16x2.unpack_from
 
 #: RFC 8285 §4.2 one-byte header extension profile ("defined by profile" value).
 EXT_PROFILE_ONE_BYTE = 0xBEDE
@@ -83,28 +85,30 @@ def parse_rtp_header(data: bytes | bytearray) -> tuple:
     n = len(data)
     if n < 12:
         raise _err(f"packet too short ({n} bytes)")
-    b0, b1, seq, ts, ssrc = RTP_FIXED.unpack_from(data, 0)
+    b0, b1, seq, ts, ssrc = _unpack_fixed(data, 0)
     if b0 & 0xC0 != 0x80:
         raise _err(f"bad version {b0 >> 6}")
     pos = 12 + ((b0 & 0x0F) << 2)
-    if pos > n:
-        raise _err("CSRC list overruns the packet")
-    ext_profile = ext_start = ext_end = 0
     if b0 & 0x10:
         if pos + 4 > n:
+            if pos > n:
+                raise _err("CSRC list overruns the packet")
             raise _err("extension header overruns the packet")
-        ext_profile, words = _U16x2.unpack_from(data, pos)
+        ext_profile, words = _unpack_u16x2(data, pos)
         ext_start = pos + 4
         pos = ext_end = ext_start + (words << 2)
         if pos > n:
             raise _err("extension block overruns the packet")
-    payload_end = n
+    elif pos > n:
+        raise _err("CSRC list overruns the packet")
+    else:
+        ext_profile = ext_start = ext_end = 0
     if b0 & 0x20:
         pad = data[-1]
         if pad == 0 or pos + pad > n:
             raise _err(f"invalid padding length {pad}")
-        payload_end = n - pad
-    return (b1 & 0x7F, b1 >> 7, seq, ts, ssrc, pos, ext_profile, ext_start, ext_end, payload_end)
+        return (b1 & 0x7F, b1 >> 7, seq, ts, ssrc, pos, ext_profile, ext_start, ext_end, n - pad)
+    return (b1 & 0x7F, b1 >> 7, seq, ts, ssrc, pos, ext_profile, ext_start, ext_end, n)
 
 
 def find_extension(
@@ -492,7 +496,8 @@ def rtx_wrap(
     out += _U16.pack(hdr[2])
     out += packet[header_len : hdr[9]]
     out[0] &= 0xDF  # clear P
-    _HDR_TAIL.pack_into(out, 1, (out[1] & 0x80) | rtx_payload_type, rtx_seq & 0xFFFF, hdr[3], rtx_ssrc)
+    b1 = (out[1] & 0x80) | rtx_payload_type
+    _HDR_TAIL.pack_into(out, 1, b1, rtx_seq & 0xFFFF, hdr[3], rtx_ssrc)
     return out
 
 
@@ -599,18 +604,17 @@ def is_keyframe_av1(data: bytes | bytearray, start: int, end: int) -> bool:
     return data[start] & 0x08 != 0
 
 
-_KEYFRAME_FUNCS = {
-    "vp8": is_keyframe_vp8,
-    "vp9": is_keyframe_vp9,
-    "h264": is_keyframe_h264,
-    "av1": is_keyframe_av1,
-}
-for _name, _fn in list(_KEYFRAME_FUNCS.items()):
-    _KEYFRAME_FUNCS["video/" + _name] = _fn
-_KEYFRAME_FUNCS["video/AV1"] = is_keyframe_av1
-_KEYFRAME_FUNCS["video/VP8"] = is_keyframe_vp8
-_KEYFRAME_FUNCS["video/VP9"] = is_keyframe_vp9
-_KEYFRAME_FUNCS["video/H264"] = is_keyframe_h264
+_KEYFRAME_FUNCS = {}
+for _name, _fn in (
+    ("vp8", is_keyframe_vp8),
+    ("vp9", is_keyframe_vp9),
+    ("h264", is_keyframe_h264),
+    ("av1", is_keyframe_av1),
+):
+    # Exact hits for the spellings callers use, so the per-packet lookup needs no lower().
+    _KEYFRAME_FUNCS[_name] = _KEYFRAME_FUNCS["video/" + _name] = _fn
+    _KEYFRAME_FUNCS["video/" + _name.upper()] = _fn
+del _name, _fn
 
 
 def is_keyframe(codec: str, data: bytes | bytearray, payload_start: int, payload_end: int) -> bool:

@@ -108,6 +108,8 @@ class RecvStreamStats:
     ``nack_count``, ``nack_packet_count``, ``pli_count``, ``fir_count`` (requests sent toward the
     producer). ``fraction_lost`` (0..255) is the value of the last report block; ``jitter`` is
     in RTP timestamp units; ``round_trip_time_ms`` is None unless the owner sets it (XR DLRR).
+    ``resync_count`` grows when the sender restarted its seqs (two sequential packets after a
+    big jump): reset the stream's ``NackGenerator`` then.
     """
 
     def __init__(
@@ -131,6 +133,7 @@ class RecvStreamStats:
         self.packet_count = 0
         self.byte_count = 0
         self.packets_discarded = 0
+        self.resync_count = 0
         self.packets_retransmitted = 0
         self.packets_repaired = 0
         self.nack_count = 0
@@ -178,6 +181,7 @@ class RecvStreamStats:
             self._expected_prior = self._received_prior = 0
             self._expected_prior_score = self._received_prior_score = 0
             self._transit = None
+            self.resync_count += 1
             return True
         self._bad_ext = ext_seq + 1
         self.packets_discarded += 1
@@ -188,7 +192,10 @@ class RecvStreamStats:
     ) -> bool:
         """Account for a packet received on the media SSRC; False when it is discarded as
         invalid (seq jump, RFC 3550 §A.1): the caller drops it."""
-        if not self._update_seq(ext_seq):
+        d = ext_seq - self._max_ext
+        if 0 < d < MAX_DROPOUT and self._started:
+            self._max_ext = ext_seq  # in order with a permissible gap (the common case)
+        elif not self._update_seq(ext_seq):
             return False
         self._received += 1
         # Interarrival jitter (RFC 3550 §A.8), arrival converted to RTP timestamp units.
@@ -270,7 +277,8 @@ class RecvStreamStats:
         else:
             lsr = self._lsr
             dlsr = ((now_ms - self._last_sr_ms) * 65536 // 1000) & 0xFFFFFFFF
-        return (self.ssrc, self.fraction_lost, lost, self.ext_highest_seq, int(self.jitter), lsr, dlsr)
+        jitter = int(self.jitter)
+        return (self.ssrc, self.fraction_lost, lost, self.ext_highest_seq, jitter, lsr, dlsr)
 
     # -- score and stats ------------------------------------------------------------------------
 
