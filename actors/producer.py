@@ -109,6 +109,7 @@ class Producer:
         self._unwrapper = SeqUnwrapper()
         self.stats = RecvStreamStats(self.ssrc or 0, self.clock_rate, kind=kind, mime_type=self.mime_type, rtx_ssrc=self.rtx_ssrc)
         self.rtx_packets = 0
+        self._resyncs = 0
         self.nack = NackGenerator(10 if self.is_video else 0) if self._nack_enabled(media_codec) else None
         self.keyframes = KeyFrameRequestManager(key_frame_request_delay_ms)
         self.fir_seq = 0
@@ -183,6 +184,11 @@ class Producer:
         elif not self.stats.on_packet(ext_seq, hdr[3], len(data), now_ms):
             self._drop("invalid_seq")
             return
+        elif self.stats.resync_count != self._resyncs:
+            # the sender restarted its sequence numbers: old gaps are meaningless now
+            self._resyncs = self.stats.resync_count
+            if nack is not None:
+                nack.reset()
         if keyframe:
             self.keyframes.on_keyframe(self.ssrc, now_ms)
         if self.paused or not self.consumers:
