@@ -20,6 +20,7 @@ LISTEN = [{"protocol": "udp", "ip": "127.0.0.1"}]
 
 async def test_worker_dump_and_resource_usage(worker):
     assert worker.pid > 0 and not worker.closed and not worker.died
+    assert worker._info["loop"].startswith("uvloop")  # media runs on uvloop inside the actor
     dump = await worker.dump()
     assert dump["pid"] == worker.pid
     usage = await worker.get_resource_usage()
