@@ -553,16 +553,11 @@ class WebRtcTransport(Transport):
             self.twcc_seq = (self.twcc_seq + 1) & 0xFFFF
             _U16.pack_into(buf, twcc_off + 1, self.twcc_seq)
         try:
-            data = core.protect_rtp(bytes(buf))
+            data = core.protect_rtp(buf)
         except PacketParseError:
             self.drops["srtp_protect_failed"] += 1
             return
-        remote = core.selected_tuple
-        protocol = self.remote_protocol.get(remote) or self.protocols[0]
-        protocol.udp.sendto(data, remote)
-        n = len(data)
-        self.bytes_sent += n
-        self.rtp_bytes_sent += n
+        self.rtp_bytes_sent += self._send_selected(data)
 
     def send_rtcp(self, packet: bytes) -> None:
         core = self.core
@@ -573,10 +568,16 @@ class WebRtcTransport(Transport):
         except PacketParseError:
             self.drops["srtcp_protect_failed"] += 1
             return
-        remote = core.selected_tuple
+        self._send_selected(data)
+
+    def _send_selected(self, data: bytes) -> int:
+        """Send on the socket that saw the selected ICE tuple; returns the bytes sent."""
+        remote = self.core.selected_tuple
         protocol = self.remote_protocol.get(remote) or self.protocols[0]
         protocol.udp.sendto(data, remote)
-        self.bytes_sent += len(data)
+        n = len(data)
+        self.bytes_sent += n
+        return n
 
     # ------------------------------------------------------------------ control
     def connect(self, dtls_parameters: Any, now_ms: int) -> dict:

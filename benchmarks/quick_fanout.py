@@ -25,6 +25,7 @@ from raysfu.actors import create_worker  # noqa: E402
 from raysfu.actors.client_peer import ClientPeer  # noqa: E402
 from raysfu.transport.rtp import build_rtp  # noqa: E402
 
+PROFILE = False
 CODECS = [{"kind": "video", "mimeType": "video/VP8", "clockRate": 90000}]
 PARAMS = {
     "mid": "0",
@@ -75,6 +76,9 @@ async def run_once(worker, n: int, pps: int, seconds: float) -> dict:
     start = time.monotonic()
     sent = 0
     interval = 1.0 / pps
+    profile = None
+    if PROFILE:
+        profile = asyncio.ensure_future(worker._channel.request("worker.debugProfile", None, {"seconds": seconds * 0.8}))
     while time.monotonic() - start < seconds:
         seq += 1
         pub.send_rtp(build_rtp(96, seq & 0xFFFF, seq * 3000, 1111, payload, marker=True, extensions=[(4, b"0"), (3, seq.to_bytes(2, "big"))]))
@@ -84,6 +88,8 @@ async def run_once(worker, n: int, pps: int, seconds: float) -> dict:
         if delay > 0:
             await asyncio.sleep(delay)
     await asyncio.sleep(0.5)
+    if profile is not None:
+        print(await profile)
     after = await worker.get_resource_usage()
     received = sum(s.rtp_count for s in subs)
     cpu_ms = (after["ru_utime"] + after["ru_stime"]) - (before["ru_utime"] + before["ru_stime"])
@@ -99,8 +105,12 @@ async def main() -> None:
     ap.add_argument("--pps", type=int, default=200, help="publisher packets per second")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="print a cProfile of the worker (slows it)")
     args = ap.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     worker = await create_worker()
+    print(f"worker pid {worker.pid}", flush=True)
     try:
         for n in args.subscribers:
             rows = [await run_once(worker, n, args.pps, args.seconds) for _ in range(args.runs)]

@@ -98,18 +98,16 @@ class _Score:
         self.score = score
 
 
-class RecvStreamStats:
-    """Statistics of one received RTP stream (a producer's encoding).
+class _StreamStats:
+    """What :class:`RecvStreamStats` and :class:`SendStreamStats` share: the stream's identity
+    (``ssrc``, ``clock_rate`` in Hz, ``kind``, ``mime_type``, ``rid``, ``rtx_ssrc``), the counters
+    both report (``packet_count``, ``byte_count``, ``packets_retransmitted``,
+    ``packets_repaired``, ``nack_count``, ``nack_packet_count``, ``pli_count``, ``fir_count``),
+    ``fraction_lost`` (0..255), ``round_trip_time_ms`` (None until known), the 1 s bitrate
+    window and the 0..10 score. Raises ValueError when ``clock_rate`` <= 0.
 
-    Feed ``on_packet`` for every packet on the media SSRC and ``on_rtx_packet`` for every
-    packet recovered from RTX, both with extended seqs (``seq.SeqUnwrapper``). Counters are
-    plain int attributes the owner may bump too: ``packet_count``, ``byte_count`` (media, no
-    padding-only packets), ``packets_discarded``, ``packets_retransmitted``, ``packets_repaired``,
-    ``nack_count``, ``nack_packet_count``, ``pli_count``, ``fir_count`` (requests sent toward the
-    producer). ``fraction_lost`` (0..255) is the value of the last report block; ``jitter`` is
-    in RTP timestamp units; ``round_trip_time_ms`` is None unless the owner sets it (XR DLRR).
-    ``resync_count`` grows when the sender restarted its seqs (two sequential packets after a
-    big jump): reset the stream's ``NackGenerator`` then.
+    A subclass sets its own fields in ``_init_own`` (called last by ``__init__``) and builds its
+    mediasoup stats entry between ``_stats_head`` and ``_stats_tail``.
     """
 
     def __init__(
@@ -132,8 +130,6 @@ class RecvStreamStats:
         self.rtx_ssrc = rtx_ssrc
         self.packet_count = 0
         self.byte_count = 0
-        self.packets_discarded = 0
-        self.resync_count = 0
         self.packets_retransmitted = 0
         self.packets_repaired = 0
         self.nack_count = 0
@@ -141,12 +137,80 @@ class RecvStreamStats:
         self.pli_count = 0
         self.fir_count = 0
         self.fraction_lost = 0
-        self.jitter = 0.0
         self.round_trip_time_ms: float | None = None
-        self.last_sr_ntp: tuple[int, int] | None = None  # (ntp_sec, ntp_frac) of the last SR
-        self.last_sr_rtp_ts: int | None = None
         self._rate = RateCalculator()
         self._score = _Score(10)
+        self._init_own()
+
+    def _init_own(self) -> None:
+        """Set the subclass's own fields (called at the end of ``__init__``)."""
+
+    @property
+    def score(self) -> int:
+        """Stream score 0..10 (receive side: delivered ratio per interval; send side: RR
+        fraction lost)."""
+        return self._score.score
+
+    def reset_score(self, score: int) -> None:
+        """Set the score (e.g. 0 on RTP inactivity, 10 when packets come back or the stream
+        restarts)."""
+        self._score.reset(score)
+
+    def bitrate_bps(self, now_ms: int) -> int:
+        """Media bitrate (received or sent) over the last second."""
+        return self._rate.rate_bps(now_ms)
+
+    def _stats_head(self, stats_type: str, now_ms: int, packets_discarded: int) -> dict:
+        """The leading keys of mediasoup's ``RtpStream*Stats`` entry, ``type`` to ``score``."""
+        return {
+            "type": stats_type,
+            "timestamp": now_ms,
+            "ssrc": self.ssrc,
+            "kind": self.kind,
+            "mimeType": self.mime_type,
+            "packetsLost": self.packets_lost,
+            "fractionLost": self.fraction_lost,
+            "packetsDiscarded": packets_discarded,
+            "packetsRetransmitted": self.packets_retransmitted,
+            "packetsRepaired": self.packets_repaired,
+            "nackCount": self.nack_count,
+            "nackPacketCount": self.nack_packet_count,
+            "pliCount": self.pli_count,
+            "firCount": self.fir_count,
+            "score": self.score,
+        }
+
+    def _stats_tail(self, stats: dict) -> dict:
+        """Add the optional keys (``rtxSsrc``, ``rid``, ``roundTripTime``) and return ``stats``."""
+        if self.rtx_ssrc is not None:
+            stats["rtxSsrc"] = self.rtx_ssrc
+        if self.rid is not None:
+            stats["rid"] = self.rid
+        if self.round_trip_time_ms is not None:
+            stats["roundTripTime"] = self.round_trip_time_ms
+        return stats
+
+
+class RecvStreamStats(_StreamStats):
+    """Statistics of one received RTP stream (a producer's encoding).
+
+    Feed ``on_packet`` for every packet on the media SSRC and ``on_rtx_packet`` for every
+    packet recovered from RTX, both with extended seqs (``seq.SeqUnwrapper``). Counters are
+    plain int attributes the owner may bump too: ``packet_count``, ``byte_count`` (media, no
+    padding-only packets), ``packets_discarded``, ``packets_retransmitted``, ``packets_repaired``,
+    ``nack_count``, ``nack_packet_count``, ``pli_count``, ``fir_count`` (requests sent toward the
+    producer). ``fraction_lost`` (0..255) is the value of the last report block; ``jitter`` is
+    in RTP timestamp units; ``round_trip_time_ms`` is None unless the owner sets it (XR DLRR).
+    ``resync_count`` grows when the sender restarted its seqs (two sequential packets after a
+    big jump): reset the stream's ``NackGenerator`` then.
+    """
+
+    def _init_own(self) -> None:
+        self.packets_discarded = 0
+        self.resync_count = 0
+        self.jitter = 0.0
+        self.last_sr_ntp: tuple[int, int] | None = None  # (ntp_sec, ntp_frac) of the last SR
+        self.last_sr_rtp_ts: int | None = None
         self._started = False
         self._base_ext = 0  # first ext seq (since the last resync)
         self._max_ext = 0
@@ -282,11 +346,6 @@ class RecvStreamStats:
 
     # -- score and stats ------------------------------------------------------------------------
 
-    @property
-    def score(self) -> int:
-        """Stream score 0..10."""
-        return self._score.score
-
     def update_score(self) -> int:
         """Add the interval since the last call to the score; returns the new score. Called on
         each SR; call it periodically for senders that send no SR."""
@@ -300,48 +359,18 @@ class RecvStreamStats:
             return self._score.add(10)
         return self._score.add(_interval_score(rec_i / exp_i))
 
-    def reset_score(self, score: int) -> None:
-        """Set the score (e.g. 0 on RTP inactivity, 10 when packets come back)."""
-        self._score.reset(score)
-
-    def bitrate_bps(self, now_ms: int) -> int:
-        """Received media bitrate over the last second."""
-        return self._rate.rate_bps(now_ms)
-
     def to_stats(self, now_ms: int) -> dict:
         """mediasoup's ``RtpStreamRecvStats`` entry (``type`` "inbound-rtp", camelCase keys)."""
-        stats = {
-            "type": "inbound-rtp",
-            "timestamp": now_ms,
-            "ssrc": self.ssrc,
-            "kind": self.kind,
-            "mimeType": self.mime_type,
-            "packetsLost": self.packets_lost,
-            "fractionLost": self.fraction_lost,
-            "packetsDiscarded": self.packets_discarded,
-            "packetsRetransmitted": self.packets_retransmitted,
-            "packetsRepaired": self.packets_repaired,
-            "nackCount": self.nack_count,
-            "nackPacketCount": self.nack_packet_count,
-            "pliCount": self.pli_count,
-            "firCount": self.fir_count,
-            "score": self.score,
-            "jitter": int(self.jitter),
-            "packetCount": self.packet_count,
-            "byteCount": self.byte_count,
-            "bitrate": self.bitrate_bps(now_ms),
-            "bitrateByLayer": {},
-        }
-        if self.rtx_ssrc is not None:
-            stats["rtxSsrc"] = self.rtx_ssrc
-        if self.rid is not None:
-            stats["rid"] = self.rid
-        if self.round_trip_time_ms is not None:
-            stats["roundTripTime"] = self.round_trip_time_ms
-        return stats
+        stats = self._stats_head("inbound-rtp", now_ms, self.packets_discarded)
+        stats["jitter"] = int(self.jitter)
+        stats["packetCount"] = self.packet_count
+        stats["byteCount"] = self.byte_count
+        stats["bitrate"] = self.bitrate_bps(now_ms)
+        stats["bitrateByLayer"] = {}
+        return self._stats_tail(stats)
 
 
-class SendStreamStats:
+class SendStreamStats(_StreamStats):
     """Statistics of one sent RTP stream (a consumer's stream) and its SR/RR handling.
 
     Counters (int attributes): ``packet_count``, ``byte_count`` (media packets on the SSRC),
@@ -351,37 +380,8 @@ class SendStreamStats:
     ``round_trip_time_ms`` (None until measured).
     """
 
-    def __init__(
-        self,
-        ssrc: int,
-        clock_rate: int,
-        kind: str = "video",
-        mime_type: str = "",
-        *,
-        rid: str | None = None,
-        rtx_ssrc: int | None = None,
-    ) -> None:
-        if clock_rate <= 0:
-            raise ValueError(f"clock_rate must be > 0, got {clock_rate!r}")
-        self.ssrc = ssrc
-        self.clock_rate = clock_rate
-        self.kind = kind
-        self.mime_type = mime_type
-        self.rid = rid
-        self.rtx_ssrc = rtx_ssrc
-        self.packet_count = 0
-        self.byte_count = 0
-        self.packets_retransmitted = 0
-        self.packets_repaired = 0
-        self.nack_count = 0
-        self.nack_packet_count = 0
-        self.pli_count = 0
-        self.fir_count = 0
+    def _init_own(self) -> None:
         self.packets_lost = 0
-        self.fraction_lost = 0
-        self.round_trip_time_ms: float | None = None
-        self._rate = RateCalculator()
-        self._score = _Score(10)
         self._max_ts: int | None = None
         self._max_ts_ms = 0
         self._unix_offset_ms: int | None = None  # unix_ms - now_ms at the last SR built
@@ -444,45 +444,10 @@ class SendStreamStats:
         self.round_trip_time_ms = rtt_units * 1000 / 65536
         return self.round_trip_time_ms
 
-    @property
-    def score(self) -> int:
-        """Stream score 0..10 (from RR fraction lost)."""
-        return self._score.score
-
-    def reset_score(self, score: int) -> None:
-        """Set the score (e.g. 10 when the stream restarts)."""
-        self._score.reset(score)
-
-    def bitrate_bps(self, now_ms: int) -> int:
-        """Sent media bitrate over the last second."""
-        return self._rate.rate_bps(now_ms)
-
     def to_stats(self, now_ms: int) -> dict:
         """mediasoup's ``RtpStreamSendStats`` entry (``type`` "outbound-rtp", camelCase keys)."""
-        stats = {
-            "type": "outbound-rtp",
-            "timestamp": now_ms,
-            "ssrc": self.ssrc,
-            "kind": self.kind,
-            "mimeType": self.mime_type,
-            "packetsLost": self.packets_lost,
-            "fractionLost": self.fraction_lost,
-            "packetsDiscarded": 0,
-            "packetsRetransmitted": self.packets_retransmitted,
-            "packetsRepaired": self.packets_repaired,
-            "nackCount": self.nack_count,
-            "nackPacketCount": self.nack_packet_count,
-            "pliCount": self.pli_count,
-            "firCount": self.fir_count,
-            "score": self.score,
-            "packetCount": self.packet_count,
-            "byteCount": self.byte_count,
-            "bitrate": self.bitrate_bps(now_ms),
-        }
-        if self.rtx_ssrc is not None:
-            stats["rtxSsrc"] = self.rtx_ssrc
-        if self.rid is not None:
-            stats["rid"] = self.rid
-        if self.round_trip_time_ms is not None:
-            stats["roundTripTime"] = self.round_trip_time_ms
-        return stats
+        stats = self._stats_head("outbound-rtp", now_ms, 0)
+        stats["packetCount"] = self.packet_count
+        stats["byteCount"] = self.byte_count
+        stats["bitrate"] = self.bitrate_bps(now_ms)
+        return self._stats_tail(stats)
