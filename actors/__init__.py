@@ -11,6 +11,7 @@ from raysfu.transport.errors import InvalidStateError, SfuError, UnsupportedErro
 
 from .api import (
     Consumer,
+    PipeTransport,
     Producer,
     Router,
     WebRtcTransport,
@@ -22,6 +23,7 @@ from .api import (
 
 __all__ = [
     "Consumer",
+    "PipeTransport",
     "InvalidStateError",
     "Producer",
     "Router",

@@ -56,6 +56,15 @@ def _unwrap_ray_error(exc: BaseException) -> BaseException:
     return exc
 
 
+async def _quietly(coro) -> None:
+    """Await ``coro`` and log instead of raising (event-driven follow-ups such as pause across
+    a pipe, where the far object may already be closed)."""
+    try:
+        await coro
+    except Exception as exc:
+        log.debug("ignored: %s", exc)
+
+
 class _Channel:
     """One worker actor as seen from this process: requests and the event long-poll."""
 
@@ -369,38 +378,28 @@ class Consumer(_Handle):
 
 
 # ---------------------------------------------------------------------------------------------
-class WebRtcTransport(_Handle):
-    """mediasoup ``WebRtcTransport``. Events: ``routerclose``, ``icestatechange``,
-    ``iceselectedtuplechange``, ``dtlsstatechange``; observer: ``close``, ``newproducer``,
-    ``newconsumer``, and the three state events."""
+class Transport(_Handle):
+    """What every mediasoup transport handle has: ``produce``, ``consume``, stats, close.
+    Events: ``routerclose``; observer: ``close``, ``newproducer``, ``newconsumer``."""
 
     _kind = "transport"
+    _type = "base"
 
     def __init__(self, channel: _Channel, router: "Router", info: dict, app_data: Any) -> None:
         super().__init__(channel, info["id"], app_data)
         self._router = router
-        self._ice_parameters = info["iceParameters"]
-        self._ice_candidates = info["iceCandidates"]
-        self._ice_state = info["iceState"]
-        self._ice_selected_tuple = info["iceSelectedTuple"]
-        self._dtls_parameters = info["dtlsParameters"]
-        self._dtls_state = info["dtlsState"]
         self._sctp_parameters = info.get("sctpParameters")
         self._sctp_state = info.get("sctpState")
         self._producers: dict[str, Producer] = {}
         self._consumers: dict[str, Consumer] = {}
 
-    ice_role = property(lambda self: "controlled")
-    ice_parameters = property(lambda self: self._ice_parameters)
-    ice_candidates = property(lambda self: self._ice_candidates)
-    ice_state = property(lambda self: self._ice_state)
-    ice_selected_tuple = property(lambda self: self._ice_selected_tuple)
-    dtls_parameters = property(lambda self: self._dtls_parameters)
-    dtls_state = property(lambda self: self._dtls_state)
-    dtls_remote_cert = property(lambda self: None)
     sctp_parameters = property(lambda self: self._sctp_parameters)
     sctp_state = property(lambda self: self._sctp_state)
-    type = property(lambda self: "webrtc")
+
+    @property
+    def type(self) -> str:
+        """mediasoup ``transport.type``: "webrtc" | "plain" | "pipe" | "direct"."""
+        return self._type
 
     def close(self) -> None:
         if self._closed:
@@ -408,9 +407,11 @@ class WebRtcTransport(_Handle):
         self._channel.notify("transport.close", self._id)
         self._router._transports.pop(self._id, None)
         self._close_children()
-        self._ice_state = "closed"
-        self._dtls_state = "closed"
+        self._on_local_close()
         self._mark_closed(None)
+
+    def _on_local_close(self) -> None:
+        pass
 
     def _close_children(self) -> None:
         for p in list(self._producers.values()):
@@ -425,18 +426,6 @@ class WebRtcTransport(_Handle):
             return
         self._close_children()
         self._mark_closed(event)
-
-    async def connect(self, dtls_parameters: dict) -> None:
-        """mediasoup ``connect({dtlsParameters})``; the local DTLS role follows the remote one."""
-        if not isinstance(dtls_parameters, dict):
-            raise TypeError("dtls_parameters must be a dict")
-        result = await self._request("transport.connect", {"dtlsParameters": dtls_parameters})
-        self._dtls_parameters = {**self._dtls_parameters, "role": result["dtlsLocalRole"]}
-
-    async def restart_ice(self) -> dict:
-        """New ``iceParameters`` (mediasoup ``restartIce()``)."""
-        self._ice_parameters = await self._request("transport.restartIce")
-        return self._ice_parameters
 
     async def get_stats(self) -> list[dict]:
         return await self._request("transport.getStats")
@@ -499,7 +488,7 @@ class WebRtcTransport(_Handle):
         self,
         *,
         producer_id: str,
-        rtp_capabilities: dict,
+        rtp_capabilities: dict | None = None,
         paused: bool = False,
         mid: str | None = None,
         preferred_layers: dict | None = None,
@@ -517,7 +506,7 @@ class WebRtcTransport(_Handle):
         self._check_open()
         if not isinstance(producer_id, str) or not producer_id:
             raise TypeError("producer_id must be a non-empty string")
-        if not isinstance(rtp_capabilities, dict):
+        if self._type != "pipe" and not isinstance(rtp_capabilities, dict):
             raise TypeError("rtp_capabilities must be a dict")
         if app_data is not None and not isinstance(app_data, dict):
             raise TypeError("app_data must be a dict")
@@ -543,6 +532,53 @@ class WebRtcTransport(_Handle):
     async def consume_data(self, **_: Any) -> Any:
         raise UnsupportedError("consume_data: data channels are not supported yet")
 
+
+    def _on_notification(self, event: str, data: Any) -> None:
+        if event == "routerclose":
+            self._router_closed()
+
+
+class WebRtcTransport(Transport):
+    """mediasoup ``WebRtcTransport``. Events: ``routerclose``, ``icestatechange``,
+    ``iceselectedtuplechange``, ``dtlsstatechange``; observer: ``close``, ``newproducer``,
+    ``newconsumer``, and the three state events."""
+
+    _type = "webrtc"
+
+    def __init__(self, channel: _Channel, router: "Router", info: dict, app_data: Any) -> None:
+        super().__init__(channel, router, info, app_data)
+        self._ice_parameters = info["iceParameters"]
+        self._ice_candidates = info["iceCandidates"]
+        self._ice_state = info["iceState"]
+        self._ice_selected_tuple = info["iceSelectedTuple"]
+        self._dtls_parameters = info["dtlsParameters"]
+        self._dtls_state = info["dtlsState"]
+
+    ice_role = property(lambda self: "controlled")
+    ice_parameters = property(lambda self: self._ice_parameters)
+    ice_candidates = property(lambda self: self._ice_candidates)
+    ice_state = property(lambda self: self._ice_state)
+    ice_selected_tuple = property(lambda self: self._ice_selected_tuple)
+    dtls_parameters = property(lambda self: self._dtls_parameters)
+    dtls_state = property(lambda self: self._dtls_state)
+    dtls_remote_cert = property(lambda self: None)
+
+    def _on_local_close(self) -> None:
+        self._ice_state = "closed"
+        self._dtls_state = "closed"
+
+    async def connect(self, dtls_parameters: dict) -> None:
+        """mediasoup ``connect({dtlsParameters})``; the local DTLS role follows the remote one."""
+        if not isinstance(dtls_parameters, dict):
+            raise TypeError("dtls_parameters must be a dict")
+        result = await self._request("transport.connect", {"dtlsParameters": dtls_parameters})
+        self._dtls_parameters = {**self._dtls_parameters, "role": result["dtlsLocalRole"]}
+
+    async def restart_ice(self) -> dict:
+        """New ``iceParameters`` (mediasoup ``restartIce()``)."""
+        self._ice_parameters = await self._request("transport.restartIce")
+        return self._ice_parameters
+
     def _on_notification(self, event: str, data: Any) -> None:
         if event == "icestatechange":
             self._ice_state = data
@@ -559,6 +595,33 @@ class WebRtcTransport(_Handle):
         self._observer.emit(event, data)
 
 
+
+
+class PipeTransport(Transport):
+    """mediasoup ``PipeTransport``: plain RTP/RTCP (SRTP AEAD_AES_256_GCM when enabled) to a
+    router in another worker. Events: ``routerclose``; observer: ``close``, ``newproducer``,
+    ``newconsumer``."""
+
+    _type = "pipe"
+
+    def __init__(self, channel: _Channel, router: "Router", info: dict, app_data: Any) -> None:
+        super().__init__(channel, router, info, app_data)
+        self._tuple = info["tuple"]
+        self._srtp_parameters = info.get("srtpParameters")
+
+    tuple = property(lambda self: self._tuple)
+    srtp_parameters = property(lambda self: self._srtp_parameters)
+
+    async def connect(self, *, ip: str, port: int, srtp_parameters: dict | None = None) -> None:
+        """mediasoup ``pipeTransport.connect({ip, port, srtpParameters})``: the far end's tuple
+        (and its SRTP keying when SRTP is enabled). Raises ``TypeError`` naming a bad field."""
+        data = {"ip": ip, "port": port}
+        if srtp_parameters is not None:
+            data["srtpParameters"] = srtp_parameters
+        result = await self._request("transport.connect", data)
+        self._tuple = result["tuple"]
+
+
 # ---------------------------------------------------------------------------------------------
 class Router(_Handle):
     """mediasoup ``Router``. Events: ``workerclose``; observer: ``close``, ``newtransport``."""
@@ -569,8 +632,9 @@ class Router(_Handle):
         super().__init__(channel, info["id"], app_data)
         self._worker = worker
         self._rtp_capabilities = info["rtpCapabilities"]
-        self._transports: dict[str, WebRtcTransport] = {}
+        self._transports: dict[str, Transport] = {}
         self._consumable: dict[str, dict] = {}
+        self._pipe_pairs: dict[str, asyncio.Future] = {}
 
     @property
     def rtp_capabilities(self) -> dict:
@@ -669,14 +733,145 @@ class Router(_Handle):
     async def create_plain_transport(self, **_: Any) -> Any:
         raise UnsupportedError("create_plain_transport is not supported yet")
 
-    async def create_pipe_transport(self, **_: Any) -> Any:
-        raise UnsupportedError("create_pipe_transport is not supported yet")
+    async def create_pipe_transport(
+        self,
+        *,
+        listen_info: dict | None = None,
+        listen_ip: Any = None,
+        port: int | None = None,
+        enable_sctp: bool = False,
+        num_sctp_streams: dict | None = None,
+        max_sctp_message_size: int = 268435456,
+        sctp_send_buffer_size: int = 268435456,
+        enable_rtx: bool = False,
+        enable_srtp: bool = False,
+        app_data: Any = None,
+    ) -> "PipeTransport":
+        """mediasoup ``router.createPipeTransport()``.
+
+        ``listen_info``: ``{"protocol": "udp", "ip", "announcedAddress"?, "port"?, "portRange"?}``.
+        Raises ``TypeError`` naming a bad field, ``UnsupportedError`` for SCTP (later),
+        ``OSError`` when nothing can be bound.
+        """
+        self._check_open()
+        if app_data is not None and not isinstance(app_data, dict):
+            raise TypeError("app_data must be a dict")
+        options = {
+            "listenInfo": listen_info,
+            "listenIp": listen_ip,
+            "port": port,
+            "enableSctp": enable_sctp,
+            "numSctpStreams": num_sctp_streams,
+            "maxSctpMessageSize": max_sctp_message_size,
+            "sctpSendBufferSize": sctp_send_buffer_size,
+            "enableRtx": enable_rtx,
+            "enableSrtp": enable_srtp,
+        }
+        info = await self._request("router.createPipeTransport", {k: v for k, v in options.items() if v is not None})
+        transport = PipeTransport(self._channel, self, info, app_data)
+        self._transports[transport.id] = transport
+        self._observer.emit("newtransport", transport)
+        return transport
+
+    async def pipe_to_router(
+        self,
+        *,
+        router: "Router",
+        producer_id: str | None = None,
+        data_producer_id: str | None = None,
+        listen_info: dict | None = None,
+        enable_sctp: bool = True,
+        num_sctp_streams: dict | None = None,
+        enable_rtx: bool = False,
+        enable_srtp: bool = False,
+    ) -> dict:
+        """mediasoup ``router.pipeToRouter()``: make ``producer_id`` of this router consumable on
+        ``router`` (in another worker) through a PipeTransport pair.
+
+        One pair per router pair is created and cached on both routers (a second call, or a call
+        the other way round, reuses it). ``listen_info`` defaults to 127.0.0.1 when both workers
+        run on the same node, else each side listens on its own node's IP. Pause, resume and
+        close of the producer follow across the pipe. Returns ``{"pipeConsumer", "pipeProducer"}``.
+
+        Raises ``TypeError`` (bad arguments), ``ValueError`` (unknown producer, routers in the
+        same worker), ``UnsupportedError`` for ``data_producer_id`` (data channels come later).
+        """
+        self._check_open()
+        if data_producer_id is not None:
+            raise UnsupportedError("pipe_to_router(data_producer_id=...): data channels are not supported yet")
+        if not isinstance(producer_id, str) or not producer_id:
+            raise TypeError("producer_id must be a non-empty string")
+        if not isinstance(router, Router):
+            raise TypeError("router must be a Router")
+        if router.closed:
+            raise InvalidStateError("router closed")
+        if router._worker is self._worker or router._channel.actor == self._channel.actor:
+            raise ValueError("router: cannot pipe between two routers of the same worker")
+        local, remote = await self._pipe_pair(router, listen_info, enable_rtx, enable_srtp)
+        pipe_consumer = await local.consume(producer_id=producer_id)
+        try:
+            pipe_producer = await remote.produce(
+                id=producer_id,
+                kind=pipe_consumer.kind,
+                rtp_parameters=pipe_consumer.rtp_parameters,
+                paused=pipe_consumer.producer_paused,
+            )
+        except BaseException:
+            pipe_consumer.close()
+            raise
+
+        def on_pause() -> None:
+            asyncio.ensure_future(_quietly(pipe_producer.pause()))
+
+        def on_resume() -> None:
+            asyncio.ensure_future(_quietly(pipe_producer.resume()))
+
+        pipe_consumer.on("producerpause", on_pause)
+        pipe_consumer.on("producerresume", on_resume)
+        pipe_consumer.observer.on("close", pipe_producer.close)
+        pipe_producer.observer.on("close", pipe_consumer.close)
+        return {"pipeConsumer": pipe_consumer, "pipeProducer": pipe_producer}
+
+    async def _pipe_pair(self, router: "Router", listen_info: dict | None, enable_rtx: bool, enable_srtp: bool):
+        pair = self._pipe_pairs.get(router.id)
+        if pair is not None:
+            return await pair
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pipe_pairs[router.id] = future
+        router._pipe_pairs[self.id] = future
+        try:
+            same_node = self._worker.node_id == router._worker.node_id
+            local_info = listen_info or {"protocol": "udp", "ip": "127.0.0.1" if same_node else self._worker.node_ip}
+            remote_info = listen_info or {"protocol": "udp", "ip": "127.0.0.1" if same_node else router._worker.node_ip}
+            local, remote = await asyncio.gather(
+                self.create_pipe_transport(listen_info=local_info, enable_rtx=enable_rtx, enable_srtp=enable_srtp),
+                router.create_pipe_transport(listen_info=remote_info, enable_rtx=enable_rtx, enable_srtp=enable_srtp),
+            )
+            await asyncio.gather(
+                local.connect(ip=remote.tuple["localAddress"], port=remote.tuple["localPort"], srtp_parameters=remote.srtp_parameters),
+                remote.connect(ip=local.tuple["localAddress"], port=local.tuple["localPort"], srtp_parameters=local.srtp_parameters),
+            )
+        except BaseException as exc:
+            self._pipe_pairs.pop(router.id, None)
+            router._pipe_pairs.pop(self.id, None)
+            future.set_exception(exc)
+            future.exception()  # retrieved: the caller re-raises it
+            raise
+
+        def forget(*_: Any) -> None:
+            self._pipe_pairs.pop(router.id, None)
+            router._pipe_pairs.pop(self.id, None)
+
+        local.observer.on("close", forget)
+        remote.observer.on("close", forget)
+        future.set_result((local, remote))
+        router_future: asyncio.Future = asyncio.get_running_loop().create_future()
+        router_future.set_result((remote, local))
+        router._pipe_pairs[self.id] = router_future
+        return local, remote
 
     async def create_direct_transport(self, **_: Any) -> Any:
         raise UnsupportedError("create_direct_transport is not supported yet")
-
-    async def pipe_to_router(self, **_: Any) -> Any:
-        raise UnsupportedError("pipe_to_router is not supported yet")
 
     async def create_active_speaker_observer(self, **_: Any) -> Any:
         raise UnsupportedError("create_active_speaker_observer is not supported yet")

@@ -306,12 +306,13 @@ class _Speaker:
     """Per-producer state: a 1 s ring of 20 ms levels (volume 0..127, 127 loudest) and the three
     time scales derived from it (mediasoup ``ActiveSpeakerObserver::Speaker``)."""
 
-    __slots__ = ("paused", "immediate_score", "medium_score", "long_score", "last_level_change_ms",
+    __slots__ = ("paused", "idle", "immediate_score", "medium_score", "long_score", "last_level_change_ms",
                  "min_level", "next_min_level", "next_min_level_window_len", "immediates", "mediums",
                  "longs", "levels", "next_level_index")
 
     def __init__(self, now_ms: int, paused: bool) -> None:
         self.paused = paused
+        self.idle = False           # no level for over an hour (cleared by the next level)
         self.immediate_score = _MIN_ACTIVITY_SCORE
         self.medium_score = _MIN_ACTIVITY_SCORE
         self.long_score = _MIN_ACTIVITY_SCORE
@@ -332,6 +333,7 @@ class _Speaker:
         if now_ms < last:
             return
         self.last_level_change_ms = now_ms
+        self.idle = False
         if volume > _MAX_LEVEL:
             volume = _MAX_LEVEL
         elif volume < _MIN_LEVEL:
@@ -434,7 +436,8 @@ class ActiveSpeakerObserverLogic:
 
     Each producer keeps the last second of 20 ms audio levels (volume = ``127 - level_dbov``). At each
     tick (mediasoup ``Update``): producers silent for more than 40 ms get silence written for the gap
-    (and non-dominant producers silent for over an hour are marked paused, as mediasoup does); then
+    (non-dominant producers without a level for over an hour are set aside until their next level,
+    as Jitsi does; mediasoup marks them paused for good, see :meth:`_timeout_idle_levels`); then
     the levels above the speaker's noise floor are quantised into 13 sub-bands ("immediates", 50 of
     them), grouped by 5 into "mediums" (count of immediates > 7) and by 10 into a "long" (count of
     mediums > 4), and each scale's newest value gives an activity score (Volfin & Cohen, with
@@ -588,11 +591,16 @@ class ActiveSpeakerObserverLogic:
         return []
 
     def _timeout_idle_levels(self, now_ms: int) -> None:
+        # A speaker's level clock advances at every tick (silence is written for the gap), so the
+        # one-hour idle case only arises when the observer itself was paused for over an hour.
+        # mediasoup then sets ``paused`` on every non-dominant speaker, which nothing but a
+        # producer pause/resume clears; Jitsi drops the speaker and re-creates it on its next level.
+        # We follow Jitsi's intent: the speaker sits out until it sends a level again.
         dominant_id = self._dominant_id
         for producer_id, s in self._speakers.items():
             idle = now_ms - s.last_level_change_ms
             if idle > _SPEAKER_IDLE_TIMEOUT_MS and producer_id != dominant_id:
-                s.paused = True
+                s.idle = True
             elif idle > _LEVEL_IDLE_TIMEOUT_MS:
                 s.level_timed_out(now_ms)
 
@@ -612,7 +620,7 @@ class ActiveSpeakerObserverLogic:
             best_c2 = _C2
             log = math.log
             for producer_id, s in speakers.items():
-                if producer_id == dominant_id or s.paused:
+                if producer_id == dominant_id or s.paused or s.idle:
                     continue
                 s.eval_activity_scores()
                 c1 = log(s.immediate_score / dominant.immediate_score)

@@ -100,6 +100,23 @@ class Router:
         self.worker.objects[transport_id] = transport
         return transport.describe()
 
+    async def create_pipe_transport(self, options: dict) -> dict:
+        from .pipe_transport import PipeTransport, validate_pipe_transport_options
+
+        if self.closed:
+            raise InvalidStateError("router closed")
+        if not isinstance(options, dict):
+            raise TypeError("options must be a dict")
+        options = validate_pipe_transport_options(options)
+        transport = PipeTransport(self, str(uuid.uuid4()), options)
+        await transport.open()
+        if self.closed:
+            transport.close()
+            raise InvalidStateError("router closed")
+        self.transports[transport.id] = transport
+        self.worker.objects[transport.id] = transport
+        return transport.describe()
+
     def add_producer(self, producer: "Producer") -> None:
         self.producers[producer.id] = producer
         self.worker.objects[producer.id] = producer

@@ -159,6 +159,7 @@ class Transport:
         self.twcc_seq = 0
         self.drops: Counter[str] = Counter()
         self.debug_receive_loss = 0.0
+        self.enable_rtx = False
         self._loss_rng = random.Random(1234)
         self.next_rtcp_ms = 0
         self.bytes_received = self.bytes_sent = 0
@@ -254,21 +255,29 @@ class Transport:
         producer = self.router.producers.get(producer_id)
         if producer is None:
             raise ValueError(f"producer_id: no producer with id {producer_id!r} in this router")
-        caps = ortc.validate_rtp_capabilities(data.get("rtpCapabilities"))
-        if data.get("pipe"):
-            raise UnsupportedError("pipe consumers are not supported yet")
-        enable_rtx = data.get("enableRtx")
-        if enable_rtx is None:
-            enable_rtx = producer.kind == "video"
-        rtp_parameters = ortc.get_consumer_rtp_parameters(producer.consumable_rtp_parameters, caps, pipe=False, enable_rtx=bool(enable_rtx))
+        pipe = self.kind == "pipe"
+        if pipe:
+            # mediasoup PipeTransport.consume: every stream, RTX only if the pipe enables it
+            rtp_parameters = ortc.get_pipe_consumer_rtp_parameters(producer.consumable_rtp_parameters, enable_rtx=self.enable_rtx)
+        else:
+            caps = ortc.validate_rtp_capabilities(data.get("rtpCapabilities"))
+            if data.get("pipe"):
+                raise UnsupportedError("pipe=True consumers on a non-pipe transport are not supported yet")
+            enable_rtx = data.get("enableRtx")
+            if enable_rtx is None:
+                enable_rtx = producer.kind == "video"
+            rtp_parameters = ortc.get_consumer_rtp_parameters(producer.consumable_rtp_parameters, caps, pipe=False, enable_rtx=bool(enable_rtx))
         mid = data.get("mid")
-        if mid is not None:
+        if pipe:
+            pass  # pipe consumers carry no mid
+        elif mid is not None:
             if not isinstance(mid, str) or not mid:
                 raise TypeError("mid must be a non-empty string")
         else:
             mid = str(self.next_mid)
             self.next_mid = (self.next_mid + 1) % 100_000_000
-        rtp_parameters["mid"] = mid
+        if not pipe:
+            rtp_parameters["mid"] = mid
         consumer_id = str(uuid.uuid4())
         consumer = Consumer(
             consumer_id=consumer_id,
@@ -277,6 +286,7 @@ class Transport:
             rtp_parameters=rtp_parameters,
             paused=bool(data.get("paused", False)),
             app_data=data.get("appData"),
+            consumer_type="pipe" if pipe else "simple",
         )
         self.consumers[consumer_id] = consumer
         self.consumer_ssrc_table[consumer.ssrc] = consumer
@@ -580,9 +590,10 @@ class WebRtcTransport(Transport):
         return n
 
     # ------------------------------------------------------------------ control
-    def connect(self, dtls_parameters: Any, now_ms: int) -> dict:
+    def connect(self, data: dict, now_ms: int) -> dict:
+        """``connect({dtlsParameters})``; returns ``{"dtlsLocalRole"}``."""
         self._check_open()
-        role = self.core.connect(dtls_parameters, now_ms)
+        role = self.core.connect(data.get("dtlsParameters"), now_ms)
         self._flush_core()
         return {"dtlsLocalRole": role}
 

@@ -198,6 +198,9 @@ class WorkerCore:
     async def _router_createWebRtcTransport(self, router: Router, data: dict, now_ms: int) -> dict:
         return await router.create_webrtc_transport(data)
 
+    async def _router_createPipeTransport(self, router: Router, data: dict, now_ms: int) -> dict:
+        return await router.create_pipe_transport(data)
+
     def _router_canConsume(self, router: Router, data: dict, now_ms: int) -> bool:
         return router.can_consume(data.get("producerId"), data.get("rtpCapabilities"))
 
@@ -210,7 +213,7 @@ class WorkerCore:
 
     # transport.*
     def _transport_connect(self, t, data: dict, now_ms: int) -> dict:
-        return t.connect(data.get("dtlsParameters"), now_ms)
+        return t.connect(data, now_ms)
 
     def _transport_restartIce(self, t, data: dict, now_ms: int) -> dict:
         return t.restart_ice()
