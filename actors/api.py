@@ -944,6 +944,12 @@ class Worker(_Handle):
         self._check_open()
         return await self._channel.request("worker.getResourceUsage")
 
+    async def get_load(self) -> dict:
+        """Load since the previous call: ``{"cpuShare" (0..1 of a core), "packetsInPerSecond",
+        "packetsOutPerSecond", "routers", "transports", "producers", "consumers"}``."""
+        self._check_open()
+        return await self._channel.request("worker.getLoad")
+
     async def update_settings(self, *, log_level: str | None = None, log_tags: list[str] | None = None) -> None:
         self._check_open()
         data = {k: v for k, v in (("log_level", log_level), ("log_tags", log_tags)) if v is not None}
@@ -1051,13 +1057,67 @@ async def create_worker(
     return Worker(channel, info, app_data)
 
 
-async def create_workers(num_workers: int | None = None, **settings: Any) -> list[Worker]:
-    """Start ``num_workers`` WorkerActors (None: one per CPU of the Ray cluster)."""
-    if num_workers is not None and (not isinstance(num_workers, int) or num_workers < 1):
-        raise TypeError("num_workers must be a positive int or None")
-    ensure_ray()
-    if num_workers is None:
-        import ray
+def _placement_nodes(node_ids: list[str] | None, node_labels: dict[str, str] | None) -> list[tuple[str, int]]:
+    """Alive Ray nodes as ``[(node_id, cpus)]``, filtered by id and by labels (all must match)."""
+    import ray
 
-        num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    return list(await asyncio.gather(*(create_worker(**settings) for _ in range(num_workers))))
+    nodes = []
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        node_id = node["NodeID"]
+        if node_ids is not None and node_id not in node_ids:
+            continue
+        labels = node.get("Labels") or {}
+        if node_labels and any(labels.get(k) != v for k, v in node_labels.items()):
+            continue
+        cpus = int(node.get("Resources", {}).get("CPU", 0))
+        if cpus > 0:
+            nodes.append((node_id, cpus))
+    return nodes
+
+
+async def create_workers(
+    num_workers: int | None = None,
+    *,
+    node_ids: list[str] | None = None,
+    node_labels: dict[str, str] | None = None,
+    **settings: Any,
+) -> list[Worker]:
+    """Start WorkerActors across the Ray cluster, each pinned to a node (NodeAffinity, hard).
+
+    - ``num_workers`` None: one per CPU of every chosen node; an int: that many, spread over the
+      chosen nodes in turn, as far as their CPUs go.
+    - ``node_ids``: only these Ray node ids; ``node_labels``: only nodes whose labels include
+      all these key/value pairs (e.g. ``{"sfu-role": "media"}``).
+    Other keyword arguments are :func:`create_worker`'s settings. Raises ``TypeError`` for bad
+    arguments, ``ValueError`` when no chosen node has a CPU or ``num_workers`` exceeds them.
+    """
+    if num_workers is not None and (not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1):
+        raise TypeError("num_workers must be a positive int or None")
+    if node_ids is not None and (not isinstance(node_ids, list) or not all(isinstance(n, str) for n in node_ids)):
+        raise TypeError("node_ids must be a list of Ray node id strings")
+    if node_labels is not None and not isinstance(node_labels, dict):
+        raise TypeError("node_labels must be a dict")
+    ensure_ray()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = _placement_nodes(node_ids, node_labels)
+    if not nodes:
+        raise ValueError("no alive Ray node with a CPU matches node_ids/node_labels")
+    slots: list[str] = []
+    for turn in range(max(c for _, c in nodes)):  # round-robin: node A, node B, A, B, ...
+        slots.extend(node_id for node_id, cpus in nodes if turn < cpus)
+    if num_workers is None:
+        num_workers = len(slots)
+    if num_workers > len(slots):
+        raise ValueError(f"num_workers={num_workers} exceeds the {len(slots)} CPUs of the chosen nodes")
+    base_options = dict(settings.pop("ray_options", None) or {})
+    return list(
+        await asyncio.gather(
+            *(
+                create_worker(ray_options={**base_options, "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False)}, **settings)
+                for node_id in slots[:num_workers]
+            )
+        )
+    )

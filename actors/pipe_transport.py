@@ -150,6 +150,7 @@ class PipeTransport(Transport):
             self.drops["srtp_protect_failed"] += 1
             return
         self.rtp_bytes_sent += len(data)
+        self.rtp_packets_sent += 1
         self._send(data)
 
     def send_rtcp(self, packet: bytes) -> None:

@@ -166,6 +166,9 @@ class Router:
             self.worker.emit(consumer.id, notify, None)
 
     def close_transport(self, transport: Transport, cause: str = "user") -> None:
+        if not transport.closed:
+            self.worker.retired_packets_in += transport.rtp_packets_received
+            self.worker.retired_packets_out += transport.rtp_packets_sent
         transport.close(cause)
         self.transports.pop(transport.id, None)
         self.worker.objects.pop(transport.id, None)

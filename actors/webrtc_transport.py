@@ -165,6 +165,8 @@ class Transport:
         self.bytes_received = self.bytes_sent = 0
         self.rtp_bytes_received = self.rtp_bytes_sent = 0
         self.rtx_bytes_sent = 0
+        self.rtp_packets_received = 0
+        self.rtp_packets_sent = 0
 
     # ------------------------------------------------------------------ produce / consume
     def produce(self, data: dict, now_ms: int) -> dict:
@@ -325,6 +327,7 @@ class Transport:
             self.drops["rtp_malformed"] += 1
             return
         self.rtp_bytes_received += len(data)
+        self.rtp_packets_received += 1
         producer = self.ssrc_table.get(hdr[4])
         if producer is None:
             producer = self._identify_producer(data, hdr)
@@ -568,6 +571,7 @@ class WebRtcTransport(Transport):
             self.drops["srtp_protect_failed"] += 1
             return
         self.rtp_bytes_sent += self._send_selected(data)
+        self.rtp_packets_sent += 1
 
     def send_rtcp(self, packet: bytes) -> None:
         core = self.core

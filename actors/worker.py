@@ -85,12 +85,15 @@ class WorkerCore:
             self.certificate = DtlsCertificate.generate()
         self.routers: dict[str, Router] = {}
         self.objects: dict[str, Any] = {}
+        self._started_s = time.monotonic()
+        self.retired_packets_in = 0  # RTP counts of closed transports, for get_load()
+        self.retired_packets_out = 0
         self.closed = False
         self._subscribers: dict[str, list] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
         self._tick_task: asyncio.Task | None = None
         self.timer_errors = 0
-        self._t0 = time.monotonic()
+        self._load_mark: tuple[float, float, int, int] | None = None
 
     # ------------------------------------------------------------------ clock and events
     @staticmethod
@@ -186,6 +189,8 @@ class WorkerCore:
         if method == "worker.close":
             self.close()
             return None
+        if method == "worker.getLoad":
+            return self.get_load()
         if method == "worker.debugProfile":
             return await self.debug_profile(float(data.get("seconds", 5.0)), int(data.get("top", 40)))
         if method == "worker.updateSettings":
@@ -314,6 +319,29 @@ class WorkerCore:
     def _consumer_enableTraceEvent(self, c, data: dict, now_ms: int) -> None:
         if data.get("types"):
             raise UnsupportedError("enable_trace_event: trace events are not supported yet")
+
+    def get_load(self) -> dict:
+        """Load since the previous call (or since start): ``{"cpuShare": 0..1 of one core,
+        "packetsInPerSecond", "packetsOutPerSecond" (RTP, all transports), "routers",
+        "transports", "producers", "consumers"}``. The cluster layer places rooms with it."""
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_s = ru.ru_utime + ru.ru_stime
+        now = time.monotonic()
+        transports = [t for r in self.routers.values() for t in r.transports.values()]
+        pkts_in = self.retired_packets_in + sum(t.rtp_packets_received for t in transports)
+        pkts_out = self.retired_packets_out + sum(t.rtp_packets_sent for t in transports)
+        mark = self._load_mark or (self._started_s, 0.0, 0, 0)
+        self._load_mark = (now, cpu_s, pkts_in, pkts_out)
+        elapsed = max(1e-6, now - mark[0])
+        return {
+            "cpuShare": max(0.0, (cpu_s - mark[1]) / elapsed),
+            "packetsInPerSecond": max(0, pkts_in - mark[2]) / elapsed,
+            "packetsOutPerSecond": max(0, pkts_out - mark[3]) / elapsed,
+            "routers": len(self.routers),
+            "transports": len(transports),
+            "producers": sum(len(r.producers) for r in self.routers.values()),
+            "consumers": sum(len(r.consumers) for r in self.routers.values()),
+        }
 
     @staticmethod
     async def debug_profile(seconds: float, top: int) -> str:
