@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import random
 import secrets
 import socket
@@ -52,6 +53,8 @@ def validate_listen_info(info: Any, field: str) -> dict:
     Shape: ``{"protocol": "udp"|"tcp", "ip": str, "announcedAddress"?: str, "announcedIp"?: str
     (deprecated alias), "port"?: int, "portRange"?: {"min": int, "max": int},
     "sendBufferSize"?: int, "recvBufferSize"?: int, "flags"?: {...}}``.
+    A wildcard ``ip`` (0.0.0.0, ::) without ``announcedAddress`` is announced as the node's
+    ``RAYSFU_ANNOUNCED_ADDRESS`` environment variable when set (cluster.yaml exports it).
     Raises ``TypeError`` naming the field; ``UnsupportedError`` for ICE over TCP (a later issue).
     """
     if not isinstance(info, dict):
@@ -79,6 +82,10 @@ def validate_listen_info(info: Any, field: str) -> dict:
         v = info.get(key)
         if v is not None and (not isinstance(v, int) or v <= 0):
             raise TypeError(f"{field}.{key} must be a positive int")
+    if announced is None and ipaddress.ip_address(ip).is_unspecified:
+        # On a cluster node the start command exports the node's public address (cluster.yaml):
+        # a wildcard listen address is announced as that address.
+        announced = os.environ.get("RAYSFU_ANNOUNCED_ADDRESS") or None
     out = dict(info)
     out["protocol"] = protocol
     out["ip"] = ip

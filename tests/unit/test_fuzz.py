@@ -104,3 +104,4 @@ def test_graph_forwards_after_fuzzing_and_counts_drops():
     key = build_rtp(96, 10, 0, 11111111, b"\x10\x00\x9d\x01\x2a" + bytes(20), extensions=[(4, b"0")])
     pub.receive_rtp(key, 5)
     assert len(sub.sent_rtp) == 1
+
