@@ -861,6 +861,10 @@ class Router(_Handle):
         def forget(*_: Any) -> None:
             self._pipe_pairs.pop(router.id, None)
             router._pipe_pairs.pop(self.id, None)
+            # A pipe whose far end is gone (closed, or its worker died) is closed, not left
+            # sending into the void: closing one side closes the other.
+            local.close()
+            remote.close()
 
         local.observer.on("close", forget)
         remote.observer.on("close", forget)

@@ -149,3 +149,4 @@ async def test_pipe_transport_connect_validation(two_workers):
     await secure.connect(ip="127.0.0.1", port=4000, srtp_parameters=secure.srtp_parameters)
     assert secure.tuple["remotePort"] == 4000
     ra.close()
+
