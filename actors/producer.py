@@ -12,11 +12,10 @@ raise :class:`UnsupportedError`.
 
 from __future__ import annotations
 
-import struct
 from typing import TYPE_CHECKING, Any
 
 from raysfu.transport import rtcp
-from raysfu.transport.errors import PacketParseError, UnsupportedError
+from raysfu.transport.errors import PacketParseError
 from raysfu.transport.keyframe import KeyFrameRequestManager
 from raysfu.transport.nack import NackGenerator
 from raysfu.transport.rtp import find_extension, is_keyframe, parse_rtp_header, rtx_unwrap
@@ -36,7 +35,6 @@ URI_TWCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensio
 URI_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 URI_AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 
-_U16 = struct.Struct("!H")
 
 
 class Producer:
@@ -51,17 +49,11 @@ class Producer:
         rtp_parameters: dict,
         rtp_mapping: dict,
         consumable_rtp_parameters: dict,
-        router_rtp_capabilities: dict,
         paused: bool,
         key_frame_request_delay_ms: int,
         app_data: Any,
     ) -> None:
-        encodings = rtp_parameters.get("encodings") or [{}]
-        if len(encodings) > 1:
-            raise UnsupportedError("simulcast producers (several encodings) are not supported yet")
-        if encodings[0].get("scalabilityMode") not in (None, "L1T1", "S1T1"):
-            # temporal/spatial layers are forwarded whole: fine for a simple consumer
-            pass
+        encodings = rtp_parameters["encodings"]  # one: Transport.produce rejects other types
         self.id = producer_id
         self.transport = transport
         self.kind = kind

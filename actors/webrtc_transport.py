@@ -218,7 +218,6 @@ class Transport:
         if not isinstance(delay, int) or delay < 0:
             raise TypeError("keyFrameRequestDelay must be a non-negative int (ms)")
         paused = bool(data.get("paused", False))
-        caps = self.router.rtp_capabilities
         producer = Producer(
             producer_id=producer_id,
             transport=self,
@@ -226,7 +225,6 @@ class Transport:
             rtp_parameters=params,
             rtp_mapping=mapping,
             consumable_rtp_parameters=consumable,
-            router_rtp_capabilities=caps,
             paused=paused,
             key_frame_request_delay_ms=delay,
             app_data=data.get("appData"),
@@ -276,16 +274,13 @@ class Transport:
             if enable_rtx is None:
                 enable_rtx = producer.kind == "video"
             rtp_parameters = ortc.get_consumer_rtp_parameters(producer.consumable_rtp_parameters, caps, pipe=False, enable_rtx=bool(enable_rtx))
-        mid = data.get("mid")
-        if pipe:
-            pass  # pipe consumers carry no mid
-        elif mid is not None:
-            if not isinstance(mid, str) or not mid:
+        if not pipe:  # pipe consumers carry no mid
+            mid = data.get("mid")
+            if mid is None:
+                mid = str(self.next_mid)
+                self.next_mid = (self.next_mid + 1) % 100_000_000
+            elif not isinstance(mid, str) or not mid:
                 raise TypeError("mid must be a non-empty string")
-        else:
-            mid = str(self.next_mid)
-            self.next_mid = (self.next_mid + 1) % 100_000_000
-        if not pipe:
             rtp_parameters["mid"] = mid
         consumer_id = str(uuid.uuid4())
         consumer = Consumer(

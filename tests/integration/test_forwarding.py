@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import copy
 
-import pytest
 
 from raysfu.transport import rtcp
 from raysfu.transport.rtp import build_rtp, find_extension, parse_rtp_header

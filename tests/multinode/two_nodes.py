@@ -7,7 +7,6 @@ SSRC. Prints "OK ..." and exits 0 on success."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 import sys
 
@@ -20,23 +19,13 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from raysfu.actors import create_workers  # noqa: E402
 from raysfu.transport.rtp import parse_rtp_header  # noqa: E402
-from tests.integration.conftest import MEDIA_CODECS, VP8_PRODUCER_PARAMS, client_caps, connect_peer, wait_for  # noqa: E402
+from tests.integration.conftest import wait_for  # noqa: E402
 from tests.integration.test_forwarding import vp8  # noqa: E402
-
-LISTEN = [{"protocol": "udp", "ip": "127.0.0.1"}]
-
+from tests.integration.test_pipe import piped_room  # noqa: E402
 
 async def check(workers, enable_srtp: bool, start_seq: int) -> None:
-    wa, wb = workers
-    ra = await wa.create_router(media_codecs=MEDIA_CODECS)
-    rb = await wb.create_router(media_codecs=MEDIA_CODECS)
-    t_pub = await ra.create_webrtc_transport(listen_infos=LISTEN)
-    pub = await connect_peer(t_pub)
-    producer = await t_pub.produce(kind="video", rtp_parameters=copy.deepcopy(VP8_PRODUCER_PARAMS))
-    await ra.pipe_to_router(producer_id=producer.id, router=rb, enable_srtp=enable_srtp)
-    t_sub = await rb.create_webrtc_transport(listen_infos=LISTEN)
-    sub = await connect_peer(t_sub)
-    consumer = await t_sub.consume(producer_id=producer.id, rtp_capabilities=client_caps(rb.rtp_capabilities))
+    _, wb = workers
+    ra, rb, pub, sub, producer, consumer, _ = await piped_room(workers, enable_srtp=enable_srtp)
     n = 200
     for i in range(n):
         pub.send_rtp(vp8(start_seq + i, 3000 * i, key=(i == 0)))
