@@ -16,22 +16,29 @@ from .api import (
     Router,
     WebRtcTransport,
     Worker,
+    attach_worker,
     create_worker,
     create_workers,
     ensure_ray,
 )
+from .room import Room, RoomManager, RoomRegistry, get_registry
 
 __all__ = [
     "Consumer",
     "PipeTransport",
     "InvalidStateError",
     "Producer",
+    "Room",
+    "RoomManager",
+    "RoomRegistry",
     "Router",
     "SfuError",
     "UnsupportedError",
     "WebRtcTransport",
     "Worker",
+    "attach_worker",
     "create_worker",
+    "get_registry",
     "create_workers",
     "ensure_ray",
 ]

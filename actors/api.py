@@ -73,17 +73,24 @@ class _Channel:
         self.sub_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.handles: dict[str, Any] = {}
         self._poll_task: asyncio.Task | None = None
+        self._subscribed: asyncio.Future | None = None
         self.closed = False
         self.on_died: Any = None
 
     async def start(self) -> None:
-        await self.actor.subscribe.remote(self.sub_id)
-        self._poll_task = asyncio.get_running_loop().create_task(self._poll_loop())
+        """Subscribe to the worker's events and start the long-poll (idempotent)."""
+        if self._poll_task is None:
+            loop = asyncio.get_running_loop()
+            self._subscribed = loop.create_future()
+            self._poll_task = loop.create_task(self._start_and_poll())
+        await asyncio.shield(self._subscribed)
 
     async def request(self, method: str, target_id: str | None = None, data: dict | None = None) -> Any:
         if self.closed:
             raise InvalidStateError("worker closed")
         try:
+            if self._poll_task is None:  # a handle unpickled in this process: subscribe on first use
+                await self.start()
             return await self.actor.request.remote(method, target_id, data or {})
         except Exception as exc:  # re-raise the worker's own error class
             import ray.exceptions
@@ -109,6 +116,18 @@ class _Channel:
                 log.debug("%s on %s: %s", method, target_id, exc)
 
         loop.create_task(_wait())
+
+    async def _start_and_poll(self) -> None:
+        try:
+            await self.actor.subscribe.remote(self.sub_id)
+        except BaseException as exc:
+            if not self._subscribed.done():
+                self._subscribed.set_exception(exc)
+                self._subscribed.exception()  # retrieved: start() re-raises it
+            self._poll_task = None
+            return
+        self._subscribed.set_result(None)
+        await self._poll_loop()
 
     async def _poll_loop(self) -> None:
         import ray.exceptions
@@ -200,6 +219,11 @@ class _Handle(_Emitter):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._id}{' closed' if self._closed else ''}>"
+
+    def __reduce__(self):
+        raise TypeError(
+            f"a {type(self).__name__} handle does not pickle: pass its id (Worker and Router handles pickle)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -730,6 +754,16 @@ class Router(_Handle):
     async def dump(self) -> dict:
         return await self._request("router.dump")
 
+    @property
+    def worker(self) -> "Worker":
+        """The Worker handle this router lives in."""
+        return self._worker
+
+    def __reduce__(self):
+        # Pickles to (worker, id, capabilities): the copy in another process talks to the same
+        # router through its own channel; it knows nothing of the transports made here.
+        return (_unpickle_router, (self._worker, self._id, self._rtp_capabilities, self._app_data))
+
     async def create_plain_transport(self, **_: Any) -> Any:
         raise UnsupportedError("create_plain_transport is not supported yet")
 
@@ -897,6 +931,26 @@ class Worker(_Handle):
         self._routers: dict[str, Router] = {}
         self._died = False
         channel.on_died = self._on_died
+        _WORKERS[self.key] = self
+
+    @property
+    def key(self) -> str:
+        """The Ray actor id (hex): the same for every handle of this worker in any process."""
+        return _actor_key(self._channel.actor)
+
+    def __reduce__(self):
+        # Pickles to the actor handle and its ready() info; unpickled, it subscribes to events on
+        # its first request. One handle per worker and process.
+        return (_unpickle_worker, (self._channel.actor, self._info, self._app_data))
+
+    def router_handle(self, router_id: str, rtp_capabilities: dict, app_data: Any = None) -> "Router":
+        """A handle for router ``router_id`` of this worker made elsewhere (another process or
+        handle), given its ``rtpCapabilities``; the existing handle when this process has one."""
+        router = self._routers.get(router_id)
+        if router is None or router.closed:
+            router = Router(self._channel, self, {"id": router_id, "rtpCapabilities": rtp_capabilities}, app_data)
+            self._routers[router_id] = router
+        return router
 
     @property
     def pid(self) -> int:
@@ -994,6 +1048,44 @@ class Worker(_Handle):
 
 
 # ---------------------------------------------------------------------------------------------
+#: Worker handles of this process by Ray actor id: unpickling or attaching reuses them.
+_WORKERS: dict[str, Worker] = {}
+
+
+def _actor_key(actor: Any) -> str:
+    return actor._actor_id.hex()
+
+
+def _unpickle_worker(actor: Any, info: dict, app_data: Any) -> Worker:
+    worker = _WORKERS.get(_actor_key(actor))
+    if worker is None or worker.closed:
+        worker = Worker(_Channel(actor), info, app_data)
+    return worker
+
+
+def _unpickle_router(worker: Worker, router_id: str, rtp_capabilities: dict, app_data: Any) -> Router:
+    return worker.router_handle(router_id, rtp_capabilities, app_data)
+
+
+async def attach_worker(actor: Any) -> Worker:
+    """A Worker handle for a WorkerActor started elsewhere (another process, a registry), given
+    its Ray actor handle; the existing handle when this process has one. Raises
+    ``InvalidStateError`` when the actor is dead."""
+    import ray.exceptions
+
+    worker = _WORKERS.get(_actor_key(actor))
+    if worker is not None and not worker.closed:
+        return worker
+    try:
+        info = await actor.ready.remote()
+    except ray.exceptions.RayActorError as exc:
+        raise InvalidStateError(f"worker died: {exc}") from exc
+    channel = _Channel(actor)
+    worker = Worker(channel, info, None)
+    await channel.start()
+    return worker
+
+
 _REMOTE_WORKER_CLASS = None
 
 

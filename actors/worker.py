@@ -94,6 +94,7 @@ class WorkerCore:
         self._tick_task: asyncio.Task | None = None
         self.timer_errors = 0
         self._load_mark: tuple[float, float, int, int] | None = None
+        self._load_rates: dict | None = None
 
     # ------------------------------------------------------------------ clock and events
     @staticmethod
@@ -320,10 +321,17 @@ class WorkerCore:
         if data.get("types"):
             raise UnsupportedError("enable_trace_event: trace events are not supported yet")
 
+    #: get_load() rates are over windows of at least this long, so several callers (rooms,
+    #: notebooks, benchmarks) read the same figures instead of stealing each other's interval.
+    LOAD_WINDOW_S = 1.0
+
     def get_load(self) -> dict:
-        """Load since the previous call (or since start): ``{"cpuShare": 0..1 of one core,
-        "packetsInPerSecond", "packetsOutPerSecond" (RTP, all transports), "routers",
-        "transports", "producers", "consumers"}``. The cluster layer places rooms with it."""
+        """Load of this worker: ``{"cpuShare": 0..1 of one core, "packetsInPerSecond",
+        "packetsOutPerSecond" (RTP, all transports), "windowS", "routers", "transports",
+        "producers", "consumers", "routerConsumers": {router_id: consumers}}``.
+
+        The rates cover the last completed window of ≥ ``LOAD_WINDOW_S`` (the first call covers
+        the time since start). The cluster layer places rooms with it."""
         ru = resource.getrusage(resource.RUSAGE_SELF)
         cpu_s = ru.ru_utime + ru.ru_stime
         now = time.monotonic()
@@ -331,16 +339,22 @@ class WorkerCore:
         pkts_in = self.retired_packets_in + sum(t.rtp_packets_received for t in transports)
         pkts_out = self.retired_packets_out + sum(t.rtp_packets_sent for t in transports)
         mark = self._load_mark or (self._started_s, 0.0, 0, 0)
-        self._load_mark = (now, cpu_s, pkts_in, pkts_out)
-        elapsed = max(1e-6, now - mark[0])
+        if self._load_rates is None or now - mark[0] >= self.LOAD_WINDOW_S:
+            elapsed = max(1e-6, now - mark[0])
+            self._load_rates = {
+                "cpuShare": max(0.0, (cpu_s - mark[1]) / elapsed),
+                "packetsInPerSecond": max(0, pkts_in - mark[2]) / elapsed,
+                "packetsOutPerSecond": max(0, pkts_out - mark[3]) / elapsed,
+                "windowS": elapsed,
+            }
+            self._load_mark = (now, cpu_s, pkts_in, pkts_out)
         return {
-            "cpuShare": max(0.0, (cpu_s - mark[1]) / elapsed),
-            "packetsInPerSecond": max(0, pkts_in - mark[2]) / elapsed,
-            "packetsOutPerSecond": max(0, pkts_out - mark[3]) / elapsed,
+            **self._load_rates,
             "routers": len(self.routers),
             "transports": len(transports),
             "producers": sum(len(r.producers) for r in self.routers.values()),
             "consumers": sum(len(r.consumers) for r in self.routers.values()),
+            "routerConsumers": {rid: len(r.consumers) for rid, r in self.routers.items()},
         }
 
     @staticmethod
