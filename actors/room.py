@@ -355,6 +355,8 @@ class Room(_Emitter):
         self.emit("routerclose", router_id)
 
     async def _registry_call(self, method: str, *args: Any) -> Any:
+        if self._closed and method != "close_room":  # close_room already forgot the room
+            return None
         try:
             return await getattr(self._manager._registry, method).remote(*args)
         except Exception as exc:  # the registry is advisory for cleanup calls

@@ -1,5 +1,6 @@
 """``python -m raysfu.demo [--host 127.0.0.1] [--port 8080] [--listen-ip IP] [--announced-address ADDR]
-[--debug-hooks]``: start an embedded Ray (through ``create_worker``) and serve the demo room."""
+[--workers N] [--max-consumers-per-router N] [--max-transports-per-router N] [--debug-hooks]``:
+start (or join, with ``RAY_ADDRESS``) Ray, one worker per CPU, and serve the demo rooms."""
 
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="address announced in ICE candidates (public IP or host name behind NAT)")
     parser.add_argument("--debug-hooks", action="store_true",
                         help="enable test hooks: join's debugReceiveLoss and /debug/rooms/{roomId}")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="WorkerActors for the rooms (default: one per CPU of the Ray cluster)")
+    parser.add_argument("--max-consumers-per-router", type=int, default=500,
+                        help="a room opens a router on another worker past this many consumers (default 500)")
+    parser.add_argument("--max-transports-per-router", type=int, default=None,
+                        help="... or past this many transports (default: no limit)")
     parser.add_argument("--log-level", default="INFO", help="Python log level (default INFO)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -41,7 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(host=args.host, port=args.port, listen_ip=listen_ip,
                           announced_address=args.announced_address, debug_hooks=args.debug_hooks,
-                          ready=ready))
+                          ready=ready, num_workers=args.workers,
+                          max_consumers_per_router=args.max_consumers_per_router,
+                          max_transports_per_router=args.max_transports_per_router))
 
 
 if __name__ == "__main__":

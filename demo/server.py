@@ -1,7 +1,10 @@
 """The raysfu demo room: an aiohttp signaling server for the browser page in ``demo/static``.
 
-One router per room (opus, VP8, VP9, H264 42e01f packetization-mode 1) on one raysfu Worker,
-one WebSocket per peer at ``/ws``. The signaling follows the mediasoup-demo (protoo) pattern:
+Each demo room is a raysfu :class:`~raysfu.actors.room.Room` (opus, VP8, VP9, H264 42e01f
+packetization-mode 1) on a pool of Workers (one per CPU of the Ray cluster by default): a room
+starts on one router and, when a router reaches its limit (``max_consumers_per_router``,
+``max_transports_per_router``), grows onto another worker, with producers piped across as peers
+consume them. One WebSocket per peer at ``/ws``. The signaling follows the mediasoup-demo (protoo) pattern:
 every message is JSON, and both sides send requests that the other side answers.
 
 Messages::
@@ -35,9 +38,10 @@ Notifications: ``newPeer {id, name}``, ``peerClosed {peerId}``, ``consumerClosed
 ``producerPaused {peerId, producerId, kind}``, ``producerResumed {peerId, producerId, kind}``.
 
 With ``debug_hooks`` the app also serves ``GET /debug/rooms/{roomId}``: per peer its producers'
-and consumers' ``get_stats()`` (mediasoup shapes).
+and consumers' ``get_stats()`` (mediasoup shapes), the worker pid of each of its transports, and
+the registry's view of the room.
 
-The ``Room``/``Peer`` classes here are deliberately small: the cluster layer will replace them.
+The demo's ``Room``/``Peer`` classes hold signaling state only; placement is the raysfu Room's.
 """
 
 from __future__ import annotations
@@ -190,16 +194,16 @@ class Peer:
 
 
 class Room:
-    """A room: one router and the peers that joined it.
+    """A demo room: the raysfu Room (``sfu``) that places its media, and the peers that joined.
 
     ``peers`` maps peer id → :class:`Peer`. A peer receives a consumer for every producer of every
     other peer once it has sent its RTP capabilities and created a recv transport.
     """
 
-    def __init__(self, room_id: str, router: Any, *, debug_hooks: bool, listen_ip: str,
+    def __init__(self, room_id: str, sfu: Any, *, debug_hooks: bool, listen_ip: str,
                  announced_address: str | None) -> None:
         self.id = room_id
-        self.router = router
+        self.sfu = sfu
         self.peers: dict[str, Peer] = {}
         self.debug_hooks = debug_hooks
         self.listen_ip = listen_ip
@@ -268,10 +272,7 @@ class Room:
         self.peers.clear()
         for task in list(self._tasks):
             task.cancel()
-        try:
-            self.router.close()
-        except Exception:  # noqa: BLE001
-            log.exception("room %s: closing router failed", self.id)
+        self._loop.create_task(self.sfu.close())
 
     # -------------------------------------------------------------- media
 
@@ -305,11 +306,11 @@ class Room:
         transport = peer.recv_transport
         if peer.closed or producer_peer.closed or caps is None or transport is None:
             return
-        if not self.router.can_consume(producer_id=producer.id, rtp_capabilities=caps):
+        if not await self.sfu.can_consume(producer_id=producer.id, rtp_capabilities=caps):
             log.info("peer %s cannot consume producer %s", peer.id, producer.id)
             return
-        consumer = await transport.consume(producer_id=producer.id, rtp_capabilities=caps,
-                                           paused=True)
+        consumer = await self.sfu.consume(transport, producer_id=producer.id,
+                                          rtp_capabilities=caps, paused=True)
         if peer.closed or producer.id not in producer_peer.producers:
             consumer.close()
             return
@@ -340,8 +341,9 @@ class Room:
             await consumer.resume()
 
     async def stats(self) -> dict[str, Any]:
-        """Debug view: ``{roomId, peers: [{id, name, producers: [{id, kind, stats}],
-        consumers: [{id, kind, producerId, stats}]}]}``; ``stats`` are ``get_stats()`` lists."""
+        """Debug view: ``{roomId, peers: [{id, name, transports: [{id, direction, routerId,
+        workerPid}], producers: [{id, kind, stats}], consumers: [{id, kind, producerId, stats}]}],
+        registry}``; ``stats`` are ``get_stats()`` lists, ``registry`` is ``Room.dump()``."""
         peers = []
         for peer in list(self.peers.values()):
             producers = [{"id": p.id, "kind": p.kind, "stats": await p.get_stats()}
@@ -349,9 +351,13 @@ class Room:
             consumers = [{"id": c.id, "kind": c.kind, "producerId": c.producer_id,
                           "stats": await c.get_stats()}
                          for c in list(peer.consumers.values())]
-            peers.append({"id": peer.id, "name": peer.name, "producers": producers,
-                          "consumers": consumers})
-        return {"roomId": self.id, "peers": peers}
+            transports = [{"id": t.id,
+                           "direction": "send" if t is peer.send_transport else "recv",
+                           "routerId": t._router.id, "workerPid": t._router.worker.pid}
+                          for t in list(peer.transports.values())]
+            peers.append({"id": peer.id, "name": peer.name, "transports": transports,
+                          "producers": producers, "consumers": consumers})
+        return {"roomId": self.id, "peers": peers, "registry": await self.sfu.dump()}
 
 
 # ------------------------------------------------------------------ request handlers
@@ -398,14 +404,14 @@ class Signaling:
             raise SignalingError("peer or room closed while joining")
         peers = room.add_peer(peer)
         log.info("room %s: %s (%s) joined", room.id, peer.name, peer.id)
-        return {"routerRtpCapabilities": room.router.rtp_capabilities, "peers": peers}
+        return {"routerRtpCapabilities": await room.sfu.get_rtp_capabilities(), "peers": peers}
 
     async def on_createWebRtcTransport(self, data: dict[str, Any]) -> dict[str, Any]:
         room, peer = self.room(), self.peer
         direction = data.get("direction")
         if direction not in ("send", "recv"):
             raise SignalingError("direction must be 'send' or 'recv'")
-        transport = await room.router.create_webrtc_transport(listen_infos=room.listen_infos())
+        transport = await room.sfu.create_webrtc_transport(listen_infos=room.listen_infos())
         if peer.closed:
             transport.close()
             raise SignalingError("peer closed")
@@ -446,9 +452,9 @@ class Signaling:
             raise SignalingError("kind must be 'audio' or 'video'")
         app_data = dict(data.get("appData") or {})
         app_data["peerId"] = peer.id
-        producer = await transport.produce(kind=kind,
-                                           rtp_parameters=_require(data, "rtpParameters", dict),
-                                           app_data=app_data)
+        producer = await room.sfu.produce(transport, kind=kind,
+                                          rtp_parameters=_require(data, "rtpParameters", dict),
+                                          app_data=app_data)
         if peer.closed:
             producer.close()
             raise SignalingError("peer closed")
@@ -493,15 +499,15 @@ class Signaling:
 # ------------------------------------------------------------------ app
 
 async def get_or_create_room(app: web.Application, room_id: str) -> Room:
-    """The room ``room_id``, created with its router on first use."""
+    """The room ``room_id``, created on first use (its first router opens with its first
+    transport)."""
     rooms = app[APP_KEY_ROOMS]
     state = app[APP_KEY_STATE]
     async with state["rooms_lock"]:
         room = rooms.get(room_id)
         if room is None:
-            worker = await _worker(app)
-            router = await worker.create_router(media_codecs=MEDIA_CODECS)
-            room = Room(room_id, router, debug_hooks=state["debug_hooks"],
+            manager = await _manager(app)
+            room = Room(room_id, manager.room(room_id), debug_hooks=state["debug_hooks"],
                         listen_ip=state["listen_ip"], announced_address=state["announced_address"])
             rooms[room_id] = room
             log.info("room %s created", room_id)
@@ -523,14 +529,19 @@ def leave_room(app: web.Application, peer: Peer) -> None:
         log.info("room %s closed", room.id)
 
 
-async def _worker(app: web.Application) -> Any:
+async def _manager(app: web.Application) -> Any:
+    """The app's RoomManager, started on first use (with its workers unless some were given)."""
     state = app[APP_KEY_STATE]
-    if state["worker"] is None:
-        from raysfu.actors import create_worker  # deferred: starts/attaches Ray
+    if state["manager"] is None:
+        from raysfu.actors import RoomManager, create_workers  # deferred: starts/attaches Ray
 
-        state["worker"] = await create_worker()
-        state["own_worker"] = True
-    return state["worker"]
+        workers = state["workers"]
+        if workers is None:
+            workers = await create_workers(state["num_workers"])
+            state["own_workers"] = workers
+        state["manager"] = await RoomManager.start(
+            workers, media_codecs=MEDIA_CODECS, registry_name=state["registry_name"], **state["limits"])
+    return state["manager"]
 
 
 async def _ws_handler(request: web.Request) -> web.WebSocketResponse:
@@ -595,7 +606,7 @@ async def _on_startup(app: web.Application) -> None:
     if not (STATIC_DIR / "bundle.js").exists():
         log.warning("%s is missing: build it with `make bundle` (npm ci && npm run build in demo/)",
                     STATIC_DIR / "bundle.js")
-    await _worker(app)
+    await _manager(app)
 
 
 async def _on_cleanup(app: web.Application) -> None:
@@ -603,20 +614,37 @@ async def _on_cleanup(app: web.Application) -> None:
         room.close()
     app[APP_KEY_ROOMS].clear()
     state = app[APP_KEY_STATE]
-    if state["own_worker"] and state["worker"] is not None:
-        state["worker"].close()
-        state["worker"] = None
+    if state["manager"] is not None:
+        await state["manager"].close()
+        if state["own_registry"]:
+            import ray
+
+            ray.kill(state["manager"].registry)
+        state["manager"] = None
+    for worker in state["own_workers"]:
+        worker.close()
+    state["own_workers"] = []
 
 
 def create_app(*, debug_hooks: bool = False, listen_ip: str = "127.0.0.1",
-               announced_address: str | None = None, worker: Any = None) -> web.Application:
+               announced_address: str | None = None, worker: Any = None,
+               workers: list[Any] | None = None, num_workers: int | None = None,
+               max_consumers_per_router: int | None = 500,
+               max_transports_per_router: int | None = None,
+               registry_name: str | None = None) -> web.Application:
     """Build the demo aiohttp app.
 
     - ``debug_hooks``: honour ``debugReceiveLoss`` in ``join`` and serve ``/debug/rooms/{id}``.
     - ``listen_ip``: the IP the rooms' WebRtcTransports bind (mediasoup ``listenInfos[].ip``).
     - ``announced_address``: the address put in ICE candidates instead (NAT, containers).
-    - ``worker``: a raysfu Worker to use; by default one is made with ``create_worker()`` at
-      startup (which starts an embedded local Ray if none runs) and closed at cleanup.
+    - ``workers`` (or one ``worker``): raysfu Workers for the rooms; by default
+      ``create_workers(num_workers)`` makes them at startup (one per CPU of the Ray cluster when
+      ``num_workers`` is None; an embedded local Ray starts if none runs) and closes them at
+      cleanup.
+    - ``max_consumers_per_router`` / ``max_transports_per_router``: when a room's routers are
+      all at a limit, the room opens a router on another worker (None: no limit).
+    - ``registry_name``: the room registry actor's name (default: one per app, so two demo
+      servers on one cluster do not share rooms unless given the same name).
 
     ``app[APP_KEY_ROOMS]`` maps room id → :class:`Room` for in-process inspection.
     """
@@ -626,8 +654,14 @@ def create_app(*, debug_hooks: bool = False, listen_ip: str = "127.0.0.1",
         "debug_hooks": debug_hooks,
         "listen_ip": listen_ip,
         "announced_address": announced_address,
-        "worker": worker,
-        "own_worker": False,
+        "workers": list(workers) if workers is not None else ([worker] if worker is not None else None),
+        "num_workers": num_workers,
+        "own_workers": [],
+        "manager": None,
+        "limits": {"max_consumers_per_router": max_consumers_per_router,
+                   "max_transports_per_router": max_transports_per_router},
+        "registry_name": registry_name or f"raysfu-demo-{uuid.uuid4().hex[:8]}",
+        "own_registry": registry_name is None,
         "rooms_lock": asyncio.Lock(),
     }
     app.router.add_get("/", _index)
@@ -642,10 +676,12 @@ def create_app(*, debug_hooks: bool = False, listen_ip: str = "127.0.0.1",
 
 async def serve(*, host: str = "127.0.0.1", port: int = 8080, listen_ip: str = "127.0.0.1",
                 announced_address: str | None = None, debug_hooks: bool = False,
-                ready: Callable[[str], None] | None = None) -> None:
-    """Run the demo until cancelled. ``ready(url)`` is called once it accepts connections."""
+                ready: Callable[[str], None] | None = None, **room_options: Any) -> None:
+    """Run the demo until cancelled. ``ready(url)`` is called once it accepts connections;
+    ``room_options`` are :func:`create_app`'s ``num_workers``, ``max_consumers_per_router``,
+    ``max_transports_per_router``, ``registry_name``."""
     app = create_app(debug_hooks=debug_hooks, listen_ip=listen_ip,
-                     announced_address=announced_address)
+                     announced_address=announced_address, **room_options)
     runner = web.AppRunner(app)
     await runner.setup()
     try:
