@@ -271,8 +271,11 @@ class NackGenerator:
 class RetransmissionBuffer:
     """Recent outgoing RTP packets of one consumer stream, answering NACKs locally.
 
-    A ring of ``2**k >= max_items`` slots indexed by ``seq & mask``; each slot keeps the 16-bit
-    seq, the packet, its store time and its last resend time, so ``store``/``get`` are O(1).
+    A ring of slots indexed by ``seq & mask``; each slot keeps the 16-bit seq, the packet, its
+    store time and its last resend time, so ``store``/``get`` are O(1). The ring starts small
+    (``initial_slots``) and doubles, up to ``2**k >= max_items``, only when a store would
+    overwrite a packet still within ``max_age_ms`` and ``max_items``: its size follows the
+    stream's packet rate (an audio consumer stays at a few KB, not 4 × 4096 slots).
     ``get`` returns None when the packet is absent, overwritten, more than ``max_items`` seqs
     behind the newest stored one, older than ``max_age_ms`` (2000 video / 1000 audio in
     mediasoup), or was resent less than ``min_resend_interval_ms`` ago (mediasoup: one resend
@@ -291,6 +294,7 @@ class RetransmissionBuffer:
         "missing_count",
         "throttled_count",
         "_mask",
+        "_full_mask",
         "_seqs",
         "_packets",
         "_stored_at",
@@ -303,6 +307,7 @@ class RetransmissionBuffer:
         max_items: int = 2500,
         max_age_ms: int = 2000,
         min_resend_interval_ms: int = DEFAULT_RTT_MS,
+        initial_slots: int = 128,
     ) -> None:
         if not 1 <= max_items <= 32768:
             raise ValueError(f"max_items must be 1..32768, got {max_items!r}")
@@ -314,7 +319,9 @@ class RetransmissionBuffer:
         self.resent_count = 0
         self.missing_count = 0
         self.throttled_count = 0
-        size = 1 << (max_items - 1).bit_length()
+        full = 1 << (max_items - 1).bit_length()
+        size = min(full, 1 << max(0, int(initial_slots) - 1).bit_length())
+        self._full_mask = full - 1
         self._mask = size - 1
         self._seqs = [-1] * size
         self._packets: list[bytes | bytearray | None] = [None] * size
@@ -333,9 +340,30 @@ class RetransmissionBuffer:
         self._packets = [None] * size
         self._newest = -1
 
+    def _grow(self) -> None:
+        """Double the ring, re-placing every stored packet."""
+        old = (self._seqs, self._packets, self._stored_at, self._resent_at)
+        size = (self._mask + 1) * 2
+        mask = size - 1
+        seqs, packets, stored_at, resent_at = [-1] * size, [None] * size, [0] * size, [0] * size
+        for seq, packet, at, resent in zip(*old):
+            if packet is not None:
+                j = seq & mask
+                seqs[j], packets[j], stored_at[j], resent_at[j] = seq, packet, at, resent
+        self._mask = mask
+        self._seqs, self._packets, self._stored_at, self._resent_at = seqs, packets, stored_at, resent_at
+
     def store(self, seq16: int, packet: bytes | bytearray, now_ms: int) -> None:
         """Keep the outgoing (plaintext, rewritten) RTP ``packet`` sent with seq ``seq16``."""
         i = seq16 & self._mask
+        if (
+            self._mask < self._full_mask
+            and self._packets[i] is not None
+            and now_ms - self._stored_at[i] <= self.max_age_ms
+            and 0 < ((seq16 - self._seqs[i]) & 0xFFFF) < self.max_items
+        ):
+            self._grow()
+            i = seq16 & self._mask
         self._seqs[i] = seq16
         self._packets[i] = packet
         self._stored_at[i] = now_ms

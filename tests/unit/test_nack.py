@@ -241,3 +241,25 @@ def test_buffer_clear_and_validation():
         RetransmissionBuffer(max_items=0)
     with pytest.raises(ValueError, match="max_age_ms"):
         RetransmissionBuffer(max_age_ms=0)
+
+
+def test_retransmission_ring_grows_with_the_packet_rate_only():
+    from raysfu.transport.nack import RetransmissionBuffer
+
+    slow = RetransmissionBuffer(max_items=2500, max_age_ms=1000)  # audio: 50 pkt/s, 1 s kept
+    for i in range(500):
+        slow.store(i, b"a%d" % i, i * 20)
+    assert slow._mask + 1 == 128  # 50 packets per second never fill 128 slots within 1 s
+    fast = RetransmissionBuffer(max_items=2500, max_age_ms=2000)  # video at 2,000 pkt/s
+    for i in range(3000):
+        fast.store((60000 + i) & 0xFFFF, b"v%d" % i, i // 2)
+    assert fast._mask + 1 == 4096  # grew: 2,500 packets are younger than 2 s
+    newest = (60000 + 2999) & 0xFFFF
+    for back in (0, 100, 1999, 2499):
+        seq = (newest - back) & 0xFFFF
+        assert fast.get(seq, 1500) == b"v%d" % (2999 - back)
+    assert fast.get((newest - 2500) & 0xFFFF, 1500) is None  # beyond max_items
+    steady = RetransmissionBuffer(max_items=2500, max_age_ms=2000)  # 1,000 pkt/s: 2 s fit in 2,048
+    for i in range(5000):
+        steady.store(i, b"s", i)
+    assert steady._mask + 1 == 2048
