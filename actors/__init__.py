@@ -11,7 +11,9 @@ from raysfu.transport.errors import InvalidStateError, SfuError, UnsupportedErro
 
 from .api import (
     Consumer,
+    DirectTransport,
     PipeTransport,
+    PlainTransport,
     Producer,
     Router,
     WebRtcTransport,
@@ -21,10 +23,15 @@ from .api import (
     create_workers,
     ensure_ray,
 )
+from .direct_transport import DirectContext, DirectTransportHandler  # issue 7
 from .room import Room, RoomManager, RoomRegistry, get_registry
 
 __all__ = [
     "Consumer",
+    "DirectContext",
+    "DirectTransport",
+    "DirectTransportHandler",
+    "PlainTransport",
     "PipeTransport",
     "InvalidStateError",
     "Producer",

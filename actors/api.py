@@ -281,6 +281,40 @@ class Producer(_Handle):
     async def enable_trace_event(self, types: list[str] | None = None) -> None:
         await self._request("producer.enableTraceEvent", {"types": types or []})
 
+    # --- DirectTransport: producer.send (issue 7) ----------------------------------------------
+    _SEND_BATCH = 256  # packets per request at most
+
+    def send(self, rtp_packet: bytes) -> None:
+        """mediasoup ``producer.send(rtpPacket)``: inject one RTP packet into a producer of a
+        DirectTransport. Fire-and-forget: the packets given in one event-loop turn reach the
+        worker in one request, in order. Raises ``TypeError`` (not bytes, or shorter than an RTP
+        header), ``UnsupportedError`` (not a DirectTransport producer), ``InvalidStateError``."""
+        self._check_open()
+        if getattr(self._transport, "_type", None) != "direct":
+            raise UnsupportedError("send(): only producers of a DirectTransport take injected RTP")
+        if not isinstance(rtp_packet, (bytes, bytearray, memoryview)):
+            raise TypeError("rtp_packet must be bytes")
+        if len(rtp_packet) < 12:
+            raise TypeError("rtp_packet is shorter than an RTP header (12 bytes)")
+        queue = getattr(self, "_send_queue", None)
+        if queue is None:
+            queue = self._send_queue = []
+        queue.append(bytes(rtp_packet))
+        if len(queue) >= self._SEND_BATCH:
+            self._flush_send()
+        elif len(queue) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self._flush_send)
+            except RuntimeError:  # no loop: send at once
+                self._flush_send()
+
+    def _flush_send(self) -> None:
+        queue = getattr(self, "_send_queue", None)
+        if queue and not self._closed:
+            self._send_queue = []
+            self._channel.notify("producer.send", self._id, {"packets": queue})
+    # --- end producer.send ------------------------------------------------------------------
+
     def _on_notification(self, event: str, data: Any) -> None:
         if event == "transportclose":
             self._transport._producers.pop(self._id, None)
@@ -376,6 +410,9 @@ class Consumer(_Handle):
         await self._request("consumer.enableTraceEvent", {"types": types or []})
 
     def _on_notification(self, event: str, data: Any) -> None:
+        if event == "rtp":  # a DirectTransport consumer's packet (issue 7)
+            self.emit("rtp", data)
+            return
         if event in ("producerclose", "transportclose"):
             self._transport._consumers.pop(self._id, None)
             self._mark_closed(event)
@@ -646,6 +683,127 @@ class PipeTransport(Transport):
         self._tuple = result["tuple"]
 
 
+# --- PlainTransport / DirectTransport handles (issue 7) ------------------------------------------
+class PlainTransport(Transport):
+    """mediasoup ``PlainTransport``: plain RTP/RTCP (optionally SRTP) with ffmpeg, GStreamer and
+    other non-WebRTC endpoints. Events: ``routerclose``, ``tuple`` (comedia learned the remote
+    RTP tuple), ``rtcptuple`` (comedia learned the RTCP tuple, without rtcp-mux); observer:
+    ``close``, ``newproducer``, ``newconsumer``, ``tuple``, ``rtcptuple``."""
+
+    _type = "plain"
+
+    def __init__(self, channel: _Channel, router: "Router", info: dict, app_data: Any) -> None:
+        super().__init__(channel, router, info, app_data)
+        self._tuple = info["tuple"]
+        self._rtcp_tuple = info.get("rtcpTuple")
+        self._srtp_parameters = info.get("srtpParameters")
+        self._rtcp_mux = info["rtcpMux"]
+        self._comedia = info["comedia"]
+
+    tuple = property(lambda self: self._tuple)
+    rtcp_tuple = property(lambda self: self._rtcp_tuple)
+    srtp_parameters = property(lambda self: self._srtp_parameters)
+    rtcp_mux = property(lambda self: self._rtcp_mux)
+    comedia = property(lambda self: self._comedia)
+
+    async def connect(
+        self,
+        *,
+        ip: str | None = None,
+        port: int | None = None,
+        rtcp_port: int | None = None,
+        srtp_parameters: dict | None = None,
+    ) -> None:
+        """mediasoup ``plainTransport.connect({ip, port, rtcpPort, srtpParameters})``.
+
+        Without comedia ``ip``/``port`` are the remote's (``rtcp_port`` too without rtcp-mux);
+        with comedia they are ignored. ``srtp_parameters`` ``{cryptoSuite, keyBase64}`` (the
+        remote's keying) is required exactly when SRTP is enabled; afterwards
+        ``srtp_parameters`` here holds ours in the remote's suite. Raises ``TypeError`` naming a
+        bad field, ``InvalidStateError`` on a second call or when closed.
+        """
+        data = {k: v for k, v in (("ip", ip), ("port", port), ("rtcpPort", rtcp_port), ("srtpParameters", srtp_parameters)) if v is not None}
+        result = await self._request("transport.connect", data)
+        self._tuple = result["tuple"]
+        self._rtcp_tuple = result.get("rtcpTuple")
+        self._srtp_parameters = result.get("srtpParameters")
+
+    def _on_notification(self, event: str, data: Any) -> None:
+        if event == "tuple":
+            self._tuple = data
+        elif event == "rtcptuple":
+            self._rtcp_tuple = data
+        elif event == "routerclose":
+            self._router_closed()
+            return
+        else:
+            return
+        self.emit(event, data)
+        self._observer.emit(event, data)
+
+
+class DirectTransport(Transport):
+    """mediasoup ``DirectTransport``: RTP/RTCP injected and extracted by Python code, in the
+    driver (``producer.send(bytes)``, consumer ``rtp`` event, ``send_rtcp``, ``rtcp`` event) or
+    in the actor (a :class:`~raysfu.actors.direct_transport.DirectTransportHandler`). Events:
+    ``routerclose``, ``rtcp(bytes)`` (RTCP the router sends to the remote; only without a
+    handler); observer: ``close``, ``newproducer``, ``newconsumer``."""
+
+    _type = "direct"
+
+    def __init__(self, channel: _Channel, router: "Router", info: dict, app_data: Any) -> None:
+        super().__init__(channel, router, info, app_data)
+        self._max_message_size = info["maxMessageSize"]
+        self._has_handler = bool(info.get("hasHandler"))
+
+    max_message_size = property(lambda self: self._max_message_size)
+
+    async def connect(self) -> None:
+        """mediasoup ``directTransport.connect()``: nothing to do."""
+        self._check_open()
+
+    def send_rtcp(self, rtcp_packet: bytes) -> None:
+        """mediasoup ``directTransport.sendRtcp(rtcpPacket)``: RTCP (e.g. a PLI or an RR for a
+        consumer's SSRC) handled as if the remote had sent it. Fire-and-forget. Raises
+        ``TypeError`` (not bytes), ``InvalidStateError`` (closed)."""
+        self._check_open()
+        if not isinstance(rtcp_packet, (bytes, bytearray, memoryview)):
+            raise TypeError("rtcp_packet must be bytes")
+        for producer in self._producers.values():  # keep order with injected RTP
+            producer._flush_send()
+        self._channel.notify("transport.sendRtcp", self._id, {"packet": bytes(rtcp_packet)})
+
+    async def call_handler(self, name: str, *args: Any) -> Any:
+        """Run ``handler.<name>(*args)`` inside the actor (awaited when a coroutine) and return
+        its result (it must pickle). Raises ``InvalidStateError`` without a handler,
+        ``TypeError`` for a private or missing method; the method's own errors propagate."""
+        for producer in self._producers.values():
+            producer._flush_send()
+        return await self._request("transport.callHandler", {"name": name, "args": list(args)})
+
+    async def set_max_incoming_bitrate(self, bitrate: int) -> None:
+        raise UnsupportedError("set_max_incoming_bitrate: not implemented in DirectTransport (as mediasoup)")
+
+    async def set_max_outgoing_bitrate(self, bitrate: int) -> None:
+        raise UnsupportedError("set_max_outgoing_bitrate: not implemented in DirectTransport (as mediasoup)")
+
+    async def set_min_outgoing_bitrate(self, bitrate: int) -> None:
+        raise UnsupportedError("set_min_outgoing_bitrate: not implemented in DirectTransport (as mediasoup)")
+
+    async def produce_data(self, **_: Any) -> Any:
+        raise UnsupportedError("produce_data: data on a DirectTransport is not supported yet")
+
+    async def consume_data(self, **_: Any) -> Any:
+        raise UnsupportedError("consume_data: data on a DirectTransport is not supported yet")
+
+    def _on_notification(self, event: str, data: Any) -> None:
+        if event == "rtcp":
+            self.emit("rtcp", data)
+        elif event == "routerclose":
+            self._router_closed()
+# --- end PlainTransport / DirectTransport handles ------------------------------------------------
+
+
 # ---------------------------------------------------------------------------------------------
 class Router(_Handle):
     """mediasoup ``Router``. Events: ``workerclose``; observer: ``close``, ``newtransport``."""
@@ -764,8 +922,57 @@ class Router(_Handle):
         # router through its own channel; it knows nothing of the transports made here.
         return (_unpickle_router, (self._worker, self._id, self._rtp_capabilities, self._app_data))
 
-    async def create_plain_transport(self, **_: Any) -> Any:
-        raise UnsupportedError("create_plain_transport is not supported yet")
+    # --- create_plain_transport (issue 7) -----------------------------------------------------
+    async def create_plain_transport(
+        self,
+        *,
+        listen_info: dict | None = None,
+        rtcp_listen_info: dict | None = None,
+        listen_ip: Any = None,
+        port: int | None = None,
+        rtcp_mux: bool = True,
+        comedia: bool = False,
+        enable_sctp: bool = False,
+        num_sctp_streams: dict | None = None,
+        max_sctp_message_size: int = 262144,
+        sctp_send_buffer_size: int = 262144,
+        enable_srtp: bool = False,
+        srtp_crypto_suite: str = "AES_CM_128_HMAC_SHA1_80",
+        app_data: Any = None,
+    ) -> PlainTransport:
+        """mediasoup ``router.createPlainTransport()``.
+
+        ``listen_info`` (or the deprecated ``listen_ip`` + ``port``): ``{"protocol": "udp", "ip",
+        "announcedAddress"?, "port"?, "portRange"?, "flags"?: {"udpReusePort"}}``;
+        ``rtcp_listen_info`` the same for RTCP when ``rtcp_mux`` is False; ``comedia`` learns the
+        remote tuple from the first packet; ``enable_srtp`` with ``srtp_crypto_suite``
+        (AES_CM_128_HMAC_SHA1_80 | AES_CM_128_HMAC_SHA1_32 | AEAD_AES_128_GCM | AEAD_AES_256_GCM).
+        Raises ``TypeError`` naming a bad field, ``UnsupportedError`` for SCTP (later),
+        ``OSError`` when nothing can be bound, ``InvalidStateError`` when closed.
+        """
+        self._check_open()
+        if app_data is not None and not isinstance(app_data, dict):
+            raise TypeError("app_data must be a dict")
+        options = {
+            "listenInfo": listen_info,
+            "rtcpListenInfo": rtcp_listen_info,
+            "listenIp": listen_ip,
+            "port": port,
+            "rtcpMux": rtcp_mux,
+            "comedia": comedia,
+            "enableSctp": enable_sctp,
+            "numSctpStreams": num_sctp_streams,
+            "maxSctpMessageSize": max_sctp_message_size,
+            "sctpSendBufferSize": sctp_send_buffer_size,
+            "enableSrtp": enable_srtp,
+            "srtpCryptoSuite": srtp_crypto_suite,
+        }
+        info = await self._request("router.createPlainTransport", {k: v for k, v in options.items() if v is not None})
+        transport = PlainTransport(self._channel, self, info, app_data)
+        self._transports[transport.id] = transport
+        self._observer.emit("newtransport", transport)
+        return transport
+    # --- end create_plain_transport -----------------------------------------------------------
 
     async def create_pipe_transport(
         self,
@@ -908,8 +1115,38 @@ class Router(_Handle):
         router._pipe_pairs[self.id] = router_future
         return local, remote
 
-    async def create_direct_transport(self, **_: Any) -> Any:
-        raise UnsupportedError("create_direct_transport is not supported yet")
+    # --- create_direct_transport (issue 7) ----------------------------------------------------
+    async def create_direct_transport(
+        self,
+        *,
+        max_message_size: int = 262144,
+        handler: Any = None,
+        app_data: Any = None,
+    ) -> DirectTransport:
+        """mediasoup ``router.createDirectTransport({maxMessageSize})``.
+
+        ``handler``: a :class:`~raysfu.actors.direct_transport.DirectTransportHandler` instance
+        to run in the actor (it is pickled there); None sends the packets to this process as
+        events. Raises ``TypeError`` naming a bad field, ``InvalidStateError`` when closed.
+        """
+        from .direct_transport import DirectTransportHandler
+
+        self._check_open()
+        if not isinstance(max_message_size, int) or isinstance(max_message_size, bool) or max_message_size < 0:
+            raise TypeError("max_message_size must be a non-negative int (bytes)")
+        if handler is not None and not isinstance(handler, DirectTransportHandler):
+            raise TypeError("handler must be a DirectTransportHandler instance")
+        if app_data is not None and not isinstance(app_data, dict):
+            raise TypeError("app_data must be a dict")
+        options = {"maxMessageSize": max_message_size}
+        if handler is not None:
+            options["handler"] = handler
+        info = await self._request("router.createDirectTransport", options)
+        transport = DirectTransport(self._channel, self, info, app_data)
+        self._transports[transport.id] = transport
+        self._observer.emit("newtransport", transport)
+        return transport
+    # --- end create_direct_transport ----------------------------------------------------------
 
     async def create_active_speaker_observer(self, **_: Any) -> Any:
         raise UnsupportedError("create_active_speaker_observer is not supported yet")

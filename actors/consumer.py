@@ -1,9 +1,12 @@
 """Consumer: one outbound copy of a producer on a transport (runs inside the WorkerActor).
 
-Per packet (``send_rtp``) it copies the producer's template, writes its own SSRC and a
-continuous sequence number (``SeqRewriter``: no gaps across pause/resume or dropped packets),
-fills its ``mid`` slot, zeroes the extensions it did not negotiate, keeps the plaintext in its
-retransmission buffer (mediasoup: 2 s of video, 1 s of audio) and hands it to its transport.
+Per packet (``send_rtp``) it copies the producer's template into its transport's send buffer
+(``transport.scratch``: preallocated C memory, SRTP-protected and sent in place), writes its own
+SSRC and a continuous sequence number (``SeqRewriter``: no gaps across pause/resume or dropped
+packets), fills its ``mid`` slot, zeroes the extensions it did not negotiate, and hands the
+packet to ``transport.send_scratch_rtp``. The retransmission buffer (mediasoup: 2 s of video,
+1 s of audio) keeps a reference to the shared template, not a copy: a NACKed packet is rebuilt
+from it with the seq it was sent with, so forwarding allocates nothing per consumer.
 
 After a start, a resume or a producer resume, a video consumer forwards nothing until a
 keyframe and asks the producer for one (mediasoup ``SimpleConsumer`` "syncRequired").
@@ -18,7 +21,7 @@ from raysfu.transport import rtcp
 from raysfu.transport.nack import RetransmissionBuffer
 from raysfu.transport.rtp import rtx_wrap
 from raysfu.transport.rtp_stream import SendStreamStats
-from raysfu.transport.rtp_template import MID_SLOT_LEN, TWCC_SLOT_LEN
+from raysfu.transport.rtp_template import MID_SLOT_LEN, TWCC_SLOT_LEN, Template
 from raysfu.transport.seq import SeqRewriter
 
 from .producer import URI_MID, URI_TWCC
@@ -84,6 +87,10 @@ class Consumer:
         else:
             self.mid_slot = bytes(MID_SLOT_LEN)
         self.twcc_id = exts.get(URI_TWCC, 0)
+        self._twcc_byte = (self.twcc_id << 4) | 1  # one-byte element header, 2-byte value
+        # Router extension ids the producer forwards but this consumer did not negotiate: their
+        # elements are zeroed (padding) in each copy. Usually empty, and then skipped.
+        self._zero_ext_ids = frozenset(producer.template.keep.values()) - self.allowed_ext_ids
         # Offset of the twcc slot relative to the end of the 4-byte extension header; the
         # template layout is fixed per producer (see raysfu.transport.rtp_template).
         self._twcc_rel = MID_SLOT_LEN if producer.template.has_mid else 0
@@ -119,7 +126,7 @@ class Consumer:
     # ------------------------------------------------------------------ packets
     def send_rtp(self, t, ext_seq: int, keyframe: bool, now_ms: int) -> None:
         """Forward one producer template (see ``Template``) to this consumer's remote."""
-        if not self.active:
+        if self.paused or self.producer_paused:
             return
         if self.sync_required:
             if self.is_video and not keyframe:
@@ -131,40 +138,73 @@ class Consumer:
         if out_seq is None:
             self.drops["old_seq"] = self.drops.get("old_seq", 0) + 1
             return
-        buf = bytearray(t.data)
+        transport = self.transport
+        # self._write(buf, t, out_seq), inlined (the per-consumer step of every packet)
+        buf = transport.scratch
+        data = t.data
+        n = len(data)
+        buf[:n] = data
         _SEQ_TS_SSRC.pack_into(buf, 2, out_seq, t.timestamp, self.ssrc)
         mid_off = t.mid_off
         if mid_off >= 0:
             buf[mid_off : mid_off + MID_SLOT_LEN] = self.mid_slot
-        allowed = self.allowed_ext_ids
-        for ext_id, off, n in t.exts:
-            if ext_id not in allowed:
-                buf[off : off + n] = _ZEROS[n]
+        if self._zero_ext_ids:
+            zero = self._zero_ext_ids
+            for ext_id, off, size in t.exts:
+                if ext_id in zero:
+                    buf[off : off + size] = _ZEROS[size]
         twcc_off = t.twcc_off if self.twcc_id else -1
         if twcc_off >= 0:
-            buf[twcc_off] = (self.twcc_id << 4) | 1
+            buf[twcc_off] = self._twcc_byte
         if self.nack_enabled:
-            self.retransmissions.store(out_seq, buf, now_ms)
-        self.stats.on_packet(t.timestamp, len(buf), now_ms)
-        self.transport.send_rtp(buf, twcc_off)
+            self.retransmissions.store(out_seq, t, now_ms)
+        self.stats.on_packet(t.timestamp, n, now_ms)
+        transport.send_scratch_rtp(n, twcc_off)
+
+    def _write(self, buf, t: Template, out_seq: int) -> int:
+        """This consumer's copy of template ``t`` with seq ``out_seq`` into ``buf`` (a writable
+        buffer of at least ``len(t.data)`` bytes); returns its length in bytes."""
+        data = t.data
+        n = len(data)
+        buf[:n] = data
+        _SEQ_TS_SSRC.pack_into(buf, 2, out_seq, t.timestamp, self.ssrc)
+        mid_off = t.mid_off
+        if mid_off >= 0:
+            buf[mid_off : mid_off + MID_SLOT_LEN] = self.mid_slot
+        if self._zero_ext_ids:
+            zero = self._zero_ext_ids
+            for ext_id, off, size in t.exts:
+                if ext_id in zero:
+                    buf[off : off + size] = _ZEROS[size]
+        if self.twcc_id and t.twcc_off >= 0:
+            buf[t.twcc_off] = self._twcc_byte
+        return n
 
     # ------------------------------------------------------------------ RTCP from the remote
     def receive_nack(self, seqs: list[int], now_ms: int) -> None:
         """Answer a Generic NACK (RFC 4585 §6.2.1) from the retransmission buffer, as RTX
         (RFC 4588) when negotiated. Retransmissions never reach the producer (mediasoup)."""
         self.stats.on_nack_received(len(seqs))
+        transport = self.transport
+        buf = transport.scratch
         for seq in seqs:
             packet = self.retransmissions.get(seq, now_ms)
             if packet is None:
                 continue
-            twcc_off = self._twcc_offset(packet)
+            if type(packet) is Template:
+                n = self._write(buf, packet, seq & 0xFFFF)
+                twcc_off = packet.twcc_off if self.twcc_id else -1
+            else:  # a finished packet (subclasses that store their own copies)
+                n = len(packet)
+                buf[:n] = packet
+                twcc_off = self._twcc_offset(packet)
             if self.rtx_ssrc is not None:
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
-                out = rtx_wrap(packet, self.rtx_payload_type, self.rtx_ssrc, self.rtx_seq)
-            else:
-                out = bytearray(packet)
-            self.stats.on_retransmitted(len(out), now_ms)
-            self.transport.send_rtp(out, twcc_off)
+                out = rtx_wrap(buf[:n], self.rtx_payload_type, self.rtx_ssrc, self.rtx_seq)
+                n = len(out)
+                buf[:n] = out
+            self.stats.on_retransmitted(n, now_ms)
+            transport.send_scratch_rtp(n, twcc_off)
 
     def _twcc_offset(self, packet) -> int:
         if not self.twcc_id or not (packet[0] & 0x10):

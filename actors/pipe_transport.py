@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from raysfu.transport.demux import is_rtcp
 from raysfu.transport.errors import InvalidStateError, PacketParseError, UnsupportedError
-from raysfu.transport.srtp import SrtpSession, generate_srtp_parameters
+from raysfu.transport.srtp import MAX_PACKET_BYTES, SrtpSession, generate_srtp_parameters
 
-from .webrtc_transport import Transport, _check_ip, _UdpProtocol, bind_udp, validate_listen_info
+from .webrtc_transport import SEND_BUFFER, SEND_VIEW, Transport, _check_ip, _UdpProtocol, bind_udp, validate_listen_info
 
 if TYPE_CHECKING:  # pragma: no cover
     from .router import Router
@@ -69,7 +69,7 @@ class PipeTransport(Transport):
     async def open(self) -> None:
         sock = bind_udp(self.listen_info)
         self.local_port = sock.getsockname()[1]
-        protocol = _UdpProtocol(self, 0)  # type: ignore[arg-type]
+        protocol = _UdpProtocol(self, 0, sock)  # type: ignore[arg-type]
         await asyncio.get_running_loop().create_datagram_endpoint(lambda: protocol, sock=sock)
         self.protocol = protocol
 
@@ -135,23 +135,43 @@ class PipeTransport(Transport):
 
     def _send(self, data) -> None:
         protocol = self.protocol
-        if protocol is None or protocol.udp is None:
+        if protocol is None or protocol.sendto is None:
             return
-        protocol.udp.sendto(data, self.remote)
+        try:
+            protocol.sendto(data, self.remote)
+        except OSError:
+            self.drops["send_error"] += 1
+            return
         self.bytes_sent += len(data)
 
-    def send_rtp(self, buf: bytearray, twcc_off: int) -> None:
-        if not self.connected:
+    def send_scratch_rtp(self, n: int, twcc_off: int) -> None:
+        """SRTP-protect in place (when enabled) and send ``scratch[:n]`` to the remote."""
+        protocol = self.protocol
+        if not self.connected or protocol is None:
             self.drops["send_not_connected"] += 1
             return
         try:
-            data = self.srtp.protect_rtp(buf) if self.srtp is not None else buf
+            if self.srtp is not None:
+                n = self.srtp.protect_rtp_into(SEND_BUFFER, n)
+            protocol.sendto(SEND_VIEW[:n], self.remote)
         except PacketParseError:
             self.drops["srtp_protect_failed"] += 1
             return
-        self.rtp_bytes_sent += len(data)
+        except OSError:
+            self.drops["send_error"] += 1
+            return
+        self.bytes_sent += n
+        self.rtp_bytes_sent += n
         self.rtp_packets_sent += 1
-        self._send(data)
+
+    def send_rtp(self, buf: bytearray, twcc_off: int) -> None:
+        """Send one plaintext RTP packet (copied into the send buffer first)."""
+        n = len(buf)
+        if n > MAX_PACKET_BYTES:
+            self.drops["send_too_long"] += 1
+            return
+        SEND_VIEW[:n] = buf
+        self.send_scratch_rtp(n, twcc_off)
 
     def send_rtcp(self, packet: bytes) -> None:
         if not self.connected:

@@ -21,6 +21,7 @@ from raysfu.transport.nack import NackGenerator
 from raysfu.transport.rtp import find_extension, is_keyframe, parse_rtp_header, rtx_unwrap
 from raysfu.transport.rtp_stream import RecvStreamStats
 from raysfu.transport.seq import SeqUnwrapper
+from raysfu.transport.srtp import MAX_PACKET_BYTES
 
 from raysfu.transport.rtp_template import TemplateBuilder
 
@@ -169,6 +170,9 @@ class Producer:
             if nack.keyframe_required:
                 nack.keyframe_required = False
                 self.request_key_frame(now_ms)
+            due = nack.next_timer_ms()
+            if due is not None and due < self.transport.timer_due_ms:
+                self.transport.timer_due_ms = due  # NACK retries run from the transport's timer
         if repaired:
             if not self.stats.on_rtx_packet(ext_seq, len(data), now_ms, repaired=nack is not None and nack.repaired):
                 self._drop("rtx_invalid_seq")
@@ -186,6 +190,9 @@ class Producer:
         if self.paused or not self.consumers:
             return
         template = self.template.build(data, hdr, self.mapped_payload_type, self.mapped_ssrc)
+        if len(template.data) > MAX_PACKET_BYTES:
+            self._drop("too_long")  # would not fit the transports' send buffer
+            return
         for consumer in self.consumers:
             consumer.send_rtp(template, ext_seq, keyframe, now_ms)
 
@@ -206,6 +213,7 @@ class Producer:
             return
         if self.keyframes.request(self.ssrc, now_ms):
             self._send_key_frame_request()
+        self.transport.wake_timer(self.keyframes.next_timer_ms())
 
     def _send_key_frame_request(self) -> None:
         if self.use_pli or not self.use_fir:
@@ -223,13 +231,22 @@ class Producer:
         self.transport.send_rtcp(rtcp.build_nack(self.transport.rtcp_ssrc, self.ssrc, seqs))
 
     def on_timer(self, now_ms: int) -> None:
-        """Periodic work: NACK retries and keyframe-request retries."""
+        """Timer work: NACK retries and keyframe-request retries."""
         if self.nack is not None:
             seqs = self.nack.on_timer(now_ms)
             if seqs:
                 self._send_nack(seqs)
         for _ssrc in self.keyframes.on_timer(now_ms):
             self._send_key_frame_request()
+
+    def next_timer_ms(self) -> int | None:
+        """When :meth:`on_timer` next has work (monotonic ms), or None."""
+        due = self.keyframes.next_timer_ms()
+        if self.nack is not None:
+            t = self.nack.next_timer_ms()
+            if t is not None and (due is None or t < due):
+                due = t
+        return due
 
     def report_block(self, now_ms: int) -> tuple | None:
         """RR report block for this stream (RFC 3550 §6.4.2), or None before the first packet."""

@@ -117,6 +117,38 @@ class Router:
         self.worker.objects[transport.id] = transport
         return transport.describe()
 
+    # --- PlainTransport / DirectTransport (issue 7) -------------------------------------------
+    async def create_plain_transport(self, options: dict) -> dict:
+        """mediasoup ``router.createPlainTransport()``; returns the transport's description."""
+        from .plain_transport import PlainTransport, validate_plain_transport_options
+
+        if self.closed:
+            raise InvalidStateError("router closed")
+        if not isinstance(options, dict):
+            raise TypeError("options must be a dict")
+        transport = PlainTransport(self, str(uuid.uuid4()), validate_plain_transport_options(options))
+        await transport.open()
+        if self.closed:
+            transport.close()
+            raise InvalidStateError("router closed")
+        self.transports[transport.id] = transport
+        self.worker.objects[transport.id] = transport
+        return transport.describe()
+
+    def create_direct_transport(self, options: dict) -> dict:
+        """mediasoup ``router.createDirectTransport()``; returns the transport's description."""
+        from .direct_transport import DirectTransport, validate_direct_transport_options
+
+        if self.closed:
+            raise InvalidStateError("router closed")
+        if not isinstance(options, dict):
+            raise TypeError("options must be a dict")
+        transport = DirectTransport(self, str(uuid.uuid4()), validate_direct_transport_options(options))
+        self.transports[transport.id] = transport
+        self.worker.objects[transport.id] = transport
+        return transport.describe()
+    # --- end PlainTransport / DirectTransport ---------------------------------------------------
+
     def add_producer(self, producer: "Producer") -> None:
         self.producers[producer.id] = producer
         self.worker.objects[producer.id] = producer

@@ -4,6 +4,18 @@ A ``Transport`` owns its producers and consumers, the SSRC/mid tables that find 
 of an incoming packet (mediasoup ``RtpListener``), the RTCP dispatch, and the periodic RTCP
 reports. ``WebRtcTransport`` adds the sockets and the sans-I/O
 :class:`raysfu.transport.webrtc_transport.WebRtcTransportCore`.
+
+Send path (DESIGN §5): a consumer writes its copy of a packet into ``Transport.scratch``, one
+preallocated C buffer shared by every transport of the process (the event loop is single-
+threaded and a packet is protected and sent before the next is written), and calls
+``send_scratch_rtp(n, twcc_off)``. ``WebRtcTransport`` and ``PipeTransport`` stamp the
+transport-wide seq, SRTP-protect in place and ``sendto`` straight from that buffer on the
+socket of the selected tuple: no Python object per packet. A subclass that only implements
+``send_rtp(buf, twcc_off)`` still works: the base ``send_scratch_rtp`` hands it a copy.
+
+Timers: the worker calls ``on_timer(now_ms)`` only once ``now_ms >= timer_due_ms``; ``on_timer``
+sets the next due time (next RTCP report, NACK and keyframe retries, ICE/DTLS), and anything that
+creates an earlier deadline lowers it with ``wake_timer(due_ms)``.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from raysfu.transport import ortc, rtcp
 from raysfu.transport.errors import InvalidStateError, PacketParseError, UnsupportedError
 from raysfu.transport.ice import ice_candidates
 from raysfu.transport.rtp import parse_rtp_header
+from raysfu.transport.srtp import MAX_PACKET_BYTES, new_packet_buffer
 from raysfu.transport.webrtc_transport import RTCP, RTP, WebRtcTransportCore
 
 from .consumer import Consumer
@@ -35,6 +48,10 @@ if TYPE_CHECKING:  # pragma: no cover
 _U16 = struct.Struct("!H")
 RTCP_INTERVAL_MS = 1000
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+
+#: The process's send buffer (see the module docstring): C memory for in-place SRTP and its
+#: writable memoryview.
+SEND_BUFFER, SEND_VIEW = new_packet_buffer()
 
 
 def _check_ip(value: Any, field: str) -> str:
@@ -123,17 +140,26 @@ def bind_udp(info: dict) -> socket.socket:
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    """Hands every datagram to the transport; an exception there is counted, never raised."""
+    """Hands every datagram to the transport; an exception there is counted, never raised.
 
-    __slots__ = ("owner", "udp", "index")
+    ``udp`` is the loop's datagram transport (control traffic: STUN, DTLS); ``sendto`` is the
+    bound ``sendto`` of ``sock`` when given (else the loop transport's), which the media path
+    calls directly, skipping the loop's transport layer (an ``OSError`` from it is the
+    caller's to count).
+    """
 
-    def __init__(self, owner: "WebRtcTransport", index: int) -> None:
+    __slots__ = ("owner", "udp", "index", "sendto")
+
+    def __init__(self, owner: "WebRtcTransport", index: int, sock: socket.socket | None = None) -> None:
         self.owner = owner
         self.index = index
         self.udp: asyncio.DatagramTransport | None = None
+        self.sendto = sock.sendto if sock is not None else None
 
     def connection_made(self, transport) -> None:  # noqa: D401
         self.udp = transport
+        if self.sendto is None:
+            self.sendto = transport.sendto
 
     def datagram_received(self, data: bytes, addr) -> None:
         try:
@@ -146,9 +172,19 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class Transport:
-    """Base of the in-actor transports (mediasoup ``Transport``)."""
+    """Base of the in-actor transports (mediasoup ``Transport``).
+
+    Subclass interface: ``send_rtp(buf, twcc_off)`` (one plaintext RTP packet; ``twcc_off`` is
+    the offset of its transport-wide-cc element or -1), ``send_rtcp(packet)``, and optionally
+    ``send_scratch_rtp(n, twcc_off)`` (the packet is ``scratch[:n]``; override it to send
+    without a copy). Receive side: ``receive_rtp(data, now_ms)``, ``receive_rtcp(data, now_ms)``
+    with decrypted packets. Timers: ``on_timer(now_ms)`` (call ``super().on_timer``; it sets
+    ``timer_due_ms``), ``wake_timer(due_ms)``.
+    """
 
     kind = "base"
+    #: where consumers write the packet they hand to ``send_scratch_rtp`` (module docstring)
+    scratch: memoryview = SEND_VIEW
 
     def __init__(self, router: "Router", transport_id: str, app_data: Any) -> None:
         self.router = router
@@ -166,9 +202,12 @@ class Transport:
         self.twcc_seq = 0
         self.drops: Counter[str] = Counter()
         self.debug_receive_loss = 0.0
+        self.debug_send_loss = 0.0  # fraction of outgoing RTP dropped on purpose (tests)
         self.enable_rtx = False
         self._loss_rng = random.Random(1234)
         self.next_rtcp_ms = 0
+        #: the worker runs ``on_timer`` once its clock reaches this (monotonic ms); 0: next tick
+        self.timer_due_ms = 0
         self.bytes_received = self.bytes_sent = 0
         self.rtp_bytes_received = self.rtp_bytes_sent = 0
         self.rtx_bytes_sent = 0
@@ -399,16 +438,46 @@ class Transport:
     def send_rtp(self, buf: bytearray, twcc_off: int) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def send_scratch_rtp(self, n: int, twcc_off: int) -> None:
+        """Send the ``n``-byte plaintext RTP packet in ``self.scratch`` (a consumer wrote it
+        there). This default hands a copy to ``send_rtp``; the socket transports override it to
+        protect and send in place."""
+        self.send_rtp(bytearray(self.scratch[:n]), twcc_off)
+
     def send_rtcp(self, packet: bytes) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
     # ------------------------------------------------------------------ timers
     def on_timer(self, now_ms: int) -> None:
-        for producer in self.producers.values():
-            producer.on_timer(now_ms)
+        """The RTCP reports (every ``RTCP_INTERVAL_MS``), producers' NACK/keyframe retries, and
+        the timers of consumers that have ``next_timer_ms()``/``on_timer(now_ms)``; then
+        ``timer_due_ms`` = the earliest next deadline."""
         if now_ms >= self.next_rtcp_ms:
             self.next_rtcp_ms = now_ms + RTCP_INTERVAL_MS
             self.send_rtcp_reports(now_ms)
+        due = self.next_rtcp_ms
+        for producer in self.producers.values():
+            producer.on_timer(now_ms)
+            t = producer.next_timer_ms()
+            if t is not None and t < due:
+                due = t
+        for consumer in self.consumers.values():
+            # consumers with timers of their own (simulcast/SVC: ``next_timer_ms``/``on_timer``)
+            next_timer_ms = getattr(consumer, "next_timer_ms", None)
+            if next_timer_ms is not None:
+                t = next_timer_ms()
+                if t is not None and t <= now_ms:
+                    consumer.on_timer(now_ms)
+                    t = next_timer_ms()
+                if t is not None and t < due:
+                    due = t
+        self.timer_due_ms = due
+
+    def wake_timer(self, due_ms: int | None = 0) -> None:
+        """Have ``on_timer`` run at ``due_ms`` (monotonic ms; 0: at the next tick) if that is
+        earlier than already planned. None is ignored."""
+        if due_ms is not None and due_ms < self.timer_due_ms:
+            self.timer_due_ms = due_ms
 
     def send_rtcp_reports(self, now_ms: int) -> None:
         """SR + SDES for every consumer stream, one RR for every producer stream (RFC 3550 §6.4)."""
@@ -502,6 +571,13 @@ class WebRtcTransport(Transport):
         self.local_addrs: list[dict] = []
         self.remote_protocol: dict[Any, _UdpProtocol] = {}
         self.ice_candidates: list[dict] = []
+        # Media route, refreshed whenever the core may have changed (_flush_core): the SRTP
+        # session, the selected remote tuple and the bound sendto of its socket; None (SRTP
+        # session) while media cannot flow.
+        self._tx_srtp = None
+        self._tx_remote: Any = None
+        self._tx_sendto: Any = None
+        self._tx_protect: Any = None  # SrtpSession.raw_rtp_protect of _tx_srtp (None: its slow path)
 
     async def open(self) -> None:
         """Bind one UDP socket per listen info and start receiving."""
@@ -509,7 +585,7 @@ class WebRtcTransport(Transport):
         try:
             for index, info in enumerate(self.listen_infos):
                 sock = bind_udp(info)
-                protocol = _UdpProtocol(self, index)
+                protocol = _UdpProtocol(self, index, sock)
                 await loop.create_datagram_endpoint(lambda p=protocol: p, sock=sock)
                 self.protocols.append(protocol)
                 port = sock.getsockname()[1]
@@ -533,15 +609,28 @@ class WebRtcTransport(Transport):
             self._flush_core()
 
     def _flush_core(self) -> None:
-        for datagram, remote in self.core.datagrams_to_send():
+        core = self.core
+        for datagram, remote in core.datagrams_to_send():
             protocol = self.remote_protocol.get(remote) or (self.protocols[0] if self.protocols else None)
             if protocol is not None and protocol.udp is not None:
                 protocol.udp.sendto(datagram, remote)
                 self.bytes_sent += len(datagram)
-        for name, value in self.core.drain_events():
+        for name, value in core.drain_events():
             if name == "iceselectedtuplechange":
                 value = self.tuple_dict(value)
             self.worker.emit(self.id, name, value)
+        self._update_route()
+        self.wake_timer(core.next_timer_ms())
+
+    def _update_route(self) -> None:
+        core = self.core
+        remote = core.selected_tuple
+        protocol = (self.remote_protocol.get(remote) or (self.protocols[0] if self.protocols else None)) if remote is not None else None
+        if core.srtp is None or protocol is None or protocol.sendto is None or self.closed:
+            self._tx_srtp = self._tx_remote = self._tx_sendto = self._tx_protect = None
+        else:
+            self._tx_srtp, self._tx_remote, self._tx_sendto = core.srtp, remote, protocol.sendto
+            self._tx_protect = core.srtp.raw_rtp_protect
 
     def tuple_dict(self, remote) -> dict | None:
         """mediasoup ``TransportTuple`` for a remote ``(ip, port)``."""
@@ -559,41 +648,64 @@ class WebRtcTransport(Transport):
             "protocol": "udp",
         }
 
-    def send_rtp(self, buf: bytearray, twcc_off: int) -> None:
-        core = self.core
-        if not core.connected:
+    def send_scratch_rtp(self, n: int, twcc_off: int) -> None:
+        """Stamp the transport-wide seq, SRTP-protect in place and send ``scratch[:n]`` to the
+        selected tuple (the hot path: no Python object per packet)."""
+        srtp = self._tx_srtp
+        if srtp is None:
             self.drops["send_not_connected"] += 1
             return
+        if self.debug_send_loss and self._loss_rng.random() < self.debug_send_loss:
+            self.drops["debug_send_loss"] += 1
+            return
         if twcc_off >= 0:
-            self.twcc_seq = (self.twcc_seq + 1) & 0xFFFF
-            _U16.pack_into(buf, twcc_off + 1, self.twcc_seq)
+            self.twcc_seq = seq = (self.twcc_seq + 1) & 0xFFFF
+            _U16.pack_into(SEND_VIEW, twcc_off + 1, seq)
+        raw = self._tx_protect
         try:
-            data = core.protect_rtp(buf)
+            if raw is not None:  # SrtpSession.protect_rtp_into, inlined
+                fn, ctx, len_p = raw
+                len_p[0] = n
+                if fn(ctx, SEND_BUFFER, len_p):
+                    self.drops["srtp_protect_failed"] += 1
+                    return
+                n = len_p[0]
+            else:
+                n = srtp.protect_rtp_into(SEND_BUFFER, n)
+            self._tx_sendto(SEND_VIEW[:n], self._tx_remote)
         except PacketParseError:
             self.drops["srtp_protect_failed"] += 1
             return
-        self.rtp_bytes_sent += self._send_selected(data)
+        except OSError:  # e.g. a full send buffer: the packet is lost, as on the wire
+            self.drops["send_error"] += 1
+            return
+        self.bytes_sent += n
+        self.rtp_bytes_sent += n
         self.rtp_packets_sent += 1
 
+    def send_rtp(self, buf: bytearray, twcc_off: int) -> None:
+        """Send one plaintext RTP packet (copied into the send buffer first)."""
+        n = len(buf)
+        if n > MAX_PACKET_BYTES:
+            self.drops["send_too_long"] += 1
+            return
+        SEND_VIEW[:n] = buf
+        self.send_scratch_rtp(n, twcc_off)
+
     def send_rtcp(self, packet: bytes) -> None:
-        core = self.core
-        if not core.connected:
+        srtp = self._tx_srtp
+        if srtp is None:
             return
         try:
-            data = core.protect_rtcp(packet)
+            data = srtp.protect_rtcp(packet)
+            self._tx_sendto(data, self._tx_remote)
         except PacketParseError:
             self.drops["srtcp_protect_failed"] += 1
             return
-        self._send_selected(data)
-
-    def _send_selected(self, data: bytes) -> int:
-        """Send on the socket that saw the selected ICE tuple; returns the bytes sent."""
-        remote = self.core.selected_tuple
-        protocol = self.remote_protocol.get(remote) or self.protocols[0]
-        protocol.udp.sendto(data, remote)
-        n = len(data)
-        self.bytes_sent += n
-        return n
+        except OSError:
+            self.drops["send_error"] += 1
+            return
+        self.bytes_sent += len(data)
 
     # ------------------------------------------------------------------ control
     def connect(self, data: dict, now_ms: int) -> dict:
@@ -605,7 +717,9 @@ class WebRtcTransport(Transport):
 
     def restart_ice(self) -> dict:
         self._check_open()
-        return self.core.restart_ice()
+        result = self.core.restart_ice()
+        self._flush_core()
+        return result
 
     def on_timer(self, now_ms: int) -> None:
         core = self.core
@@ -614,6 +728,7 @@ class WebRtcTransport(Transport):
             core.handle_timer(now_ms)
             self._flush_core()
         super().on_timer(now_ms)
+        self.wake_timer(core.next_timer_ms())
 
     def close(self, cause: str = "user") -> None:
         if self.closed:
@@ -622,6 +737,7 @@ class WebRtcTransport(Transport):
         self.core.close()
         self._flush_core_quietly()
         self._close_sockets()
+        self._tx_srtp = self._tx_remote = self._tx_sendto = self._tx_protect = None
 
     def _flush_core_quietly(self) -> None:
         try:

@@ -144,16 +144,21 @@ class WorkerCore:
             self._tick_task = asyncio.get_running_loop().create_task(self._tick_loop())
 
     async def _tick_loop(self) -> None:
+        # Every TICK_MS, run the timers of the transports whose next deadline has come
+        # (``timer_due_ms``, kept by each transport): an idle transport costs one comparison.
         while not self.closed:
             await asyncio.sleep(TICK_MS / 1000)
             now_ms = self.now_ms()
             for router in list(self.routers.values()):
                 for transport in list(router.transports.values()):
+                    if transport.timer_due_ms > now_ms:
+                        continue
                     try:
                         transport.on_timer(now_ms)
                     except Exception:
                         self.timer_errors += 1
                         transport.drops["timer_error"] += 1
+                        transport.timer_due_ms = now_ms + 1000  # do not spin on a failing timer
 
     # ------------------------------------------------------------------ requests
     async def request(self, method: str, target_id: str | None, data: dict) -> Any:
@@ -206,6 +211,30 @@ class WorkerCore:
 
     async def _router_createPipeTransport(self, router: Router, data: dict, now_ms: int) -> dict:
         return await router.create_pipe_transport(data)
+
+    # --- PlainTransport / DirectTransport (issue 7) -------------------------------------------
+    async def _router_createPlainTransport(self, router: Router, data: dict, now_ms: int) -> dict:
+        return await router.create_plain_transport(data)
+
+    def _router_createDirectTransport(self, router: Router, data: dict, now_ms: int) -> dict:
+        return router.create_direct_transport(data)
+
+    @staticmethod
+    def _direct(obj, what: str):
+        transport = getattr(obj, "transport", obj)
+        if getattr(transport, "kind", None) != "direct":
+            raise UnsupportedError(f"{what}: only on a DirectTransport")
+        return transport
+
+    def _transport_sendRtcp(self, t, data: dict, now_ms: int) -> None:
+        self._direct(t, "send_rtcp").receive_rtcp_from_driver(data.get("packet"), now_ms)
+
+    async def _transport_callHandler(self, t, data: dict, now_ms: int):
+        return await self._direct(t, "call_handler").call_handler(data.get("name"), list(data.get("args") or ()))
+
+    def _producer_send(self, p, data: dict, now_ms: int) -> int:
+        return self._direct(p, "producer.send").producer_send(p, data.get("packets") or [], now_ms)
+    # --- end PlainTransport / DirectTransport ---------------------------------------------------
 
     def _router_canConsume(self, router: Router, data: dict, now_ms: int) -> bool:
         return router.can_consume(data.get("producerId"), data.get("rtpCapabilities"))

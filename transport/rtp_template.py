@@ -3,8 +3,9 @@
 mediasoup mangles each received packet into the router's numbering (``Producer::MangleRtpPacket``:
 payload type, SSRC and header-extension ids) and then every consumer rewrites SSRC, sequence
 number and the ``mid`` extension on the shared packet before sending. We build the normalised
-packet once as immutable ``bytes``; each consumer copies it into its own ``bytearray`` and patches
-fixed offsets, so nothing is shared or restored.
+packet once as immutable ``bytes``; each consumer copies it into the send buffer
+(``Transport.scratch``) and patches fixed offsets there, so nothing is shared or restored, and
+retransmission buffers keep a reference to the template instead of a copy per consumer.
 
 Layout of ``Template.data`` (RFC 3550 §5.1, RFC 8285 §4.2 one-byte extensions):
 
@@ -30,6 +31,8 @@ MID_SLOT_LEN = 9  # 1 header byte + mid of up to 8 bytes (mediasoup mids are at 
 TWCC_SLOT_LEN = 3
 
 _FIXED = struct.Struct("!BBHII")
+_PAD = [b"", b"\x00", b"\x00\x00", b"\x00\x00\x00"]
+_EXT_HEADERS = [b"\xbe\xde" + struct.pack("!H", words) for words in range(256)]  # 0xBEDE + length
 
 
 class Template:
@@ -73,54 +76,70 @@ class TemplateBuilder:
         self.has_mid = mid_uri in router_ext_ids
         self.has_twcc = twcc_uri in router_ext_ids
         self.reserved = (MID_SLOT_LEN if self.has_mid else 0) + (TWCC_SLOT_LEN if self.has_twcc else 0)
+        self._reserved_zeros = bytes(self.reserved)
 
     def build(self, data: bytes, hdr: tuple, payload_type: int, ssrc: int) -> Template:
-        """Normalise one packet; ``hdr`` is ``parse_rtp_header(data)``."""
-        marker = hdr[1]
-        seq = hdr[2]
-        timestamp = hdr[3]
-        header_len = hdr[5]
-        ext_profile, ext_start, ext_end = hdr[6], hdr[7], hdr[8]
-        cc = data[0] & 0x0F
+        """Normalise one packet; ``hdr`` is ``parse_rtp_header(data)``.
+
+        One pass over the one-byte extension elements (the WebRTC case) copies the kept ones
+        with router ids; the packet is then assembled with a single join. Malformed elements
+        are not forwarded (the payload is). Zero-length two-byte elements are not forwarded.
+        """
+        b0 = data[0]
+        cc = b0 & 0x0F
         csrc_end = 12 + 4 * cc
         keep = self.keep
-        elements = []
+        ext = bytearray(self._reserved_zeros)
+        exts: list = []
+        ext_profile = hdr[6]
         if ext_profile and keep:
-            try:
-                found = iter_extensions(data, ext_profile, ext_start, ext_end)
-            except PacketParseError:
-                found = ()  # malformed elements: forward the payload without them
-            for ext_id, off, length in found:
-                rid = keep.get(ext_id)
-                if rid is not None and length <= 16:
-                    elements.append((rid, off, length))
-        ext_len = self.reserved + sum(1 + n for _, _, n in elements)
-        out = bytearray(data[:csrc_end])
-        padding = data[0] & 0x20
-        if ext_len == 0:
-            out[0] = 0x80 | padding | cc
-            _FIXED.pack_into(out, 0, out[0], (0x80 if marker else 0) | payload_type, seq, timestamp, ssrc)
-            payload_off = len(out)
-            out += data[header_len:]
-            return Template(bytes(out), seq, timestamp, -1, -1, (), payload_off, marker)
-        words = (ext_len + 3) // 4
-        _FIXED.pack_into(out, 0, 0x90 | padding | cc, (0x80 if marker else 0) | payload_type, seq, timestamp, ssrc)
-        out += b"\xbe\xde" + struct.pack("!H", words)
-        pos = len(out)
-        mid_off = twcc_off = -1
-        if self.has_mid:
-            mid_off = pos
-            pos += MID_SLOT_LEN
-        if self.has_twcc:
-            twcc_off = pos
-            pos += TWCC_SLOT_LEN
-        out += bytes(words * 4)
-        exts = []
-        for rid, off, length in elements:
-            out[pos] = (rid << 4) | (length - 1)
-            out[pos + 1 : pos + 1 + length] = data[off : off + length]
-            exts.append((rid, pos, 1 + length))
-            pos += 1 + length
-        payload_off = len(out)
-        out += data[header_len:]
-        return Template(bytes(out), seq, timestamp, mid_off, twcc_off, tuple(exts), payload_off, marker)
+            base = csrc_end + 4  # offset of the first element in the template
+            if ext_profile == 0xBEDE:
+                pos, end = hdr[7], hdr[8]
+                while pos < end:
+                    b = data[pos]
+                    if b == 0:
+                        pos += 1
+                        continue
+                    eid = b >> 4
+                    if eid == 15:
+                        break
+                    length = (b & 0x0F) + 1
+                    pos += 1
+                    if pos + length > end:  # malformed: forward the payload without elements
+                        ext = bytearray(self._reserved_zeros)
+                        exts = []
+                        break
+                    rid = keep.get(eid)
+                    if rid is not None:
+                        exts.append((rid, base + len(ext), 1 + length))
+                        ext.append((rid << 4) | (length - 1))
+                        ext += data[pos : pos + length]
+                    pos += length
+            else:
+                try:
+                    found = iter_extensions(data, ext_profile, hdr[7], hdr[8])
+                except PacketParseError:
+                    found = ()
+                for eid, off, length in found:
+                    rid = keep.get(eid)
+                    if rid is not None and 0 < length <= 16:
+                        exts.append((rid, base + len(ext), 1 + length))
+                        ext.append((rid << 4) | (length - 1))
+                        ext += data[off : off + length]
+        seq = hdr[2]
+        timestamp = hdr[3]
+        marker = hdr[1]
+        second = (0x80 if marker else 0) | payload_type
+        n = len(ext)
+        if n == 0:
+            out = _FIXED.pack(0x80 | (b0 & 0x20) | cc, second, seq, timestamp, ssrc) + data[12:csrc_end] + data[hdr[5]:]
+            return Template(out, seq, timestamp, -1, -1, (), csrc_end, marker)
+        words = (n + 3) >> 2
+        if n & 3:
+            ext += _PAD[4 - (n & 3)]
+        out = b"".join((_FIXED.pack(0x90 | (b0 & 0x20) | cc, second, seq, timestamp, ssrc), data[12:csrc_end],
+                        _EXT_HEADERS[words] if words < 256 else b"\xbe\xde" + struct.pack("!H", words), ext, data[hdr[5]:]))
+        mid_off = csrc_end + 4 if self.has_mid else -1
+        twcc_off = (csrc_end + 4 + (MID_SLOT_LEN if self.has_mid else 0)) if self.has_twcc else -1
+        return Template(out, seq, timestamp, mid_off, twcc_off, tuple(exts), csrc_end + 4 + 4 * words, marker)

@@ -7,12 +7,14 @@ exporter (:meth:`raysfu.transport.dtls.DtlsSession.srtp_keys`, RFC 5764 §4.2) o
 WebRtcTransport, or from signalled ``srtpParameters`` (:func:`generate_srtp_parameters`,
 :meth:`SrtpSession.from_base64`) on a PlainTransport / PipeTransport.
 
-Hot path (DESIGN §5): the libsrtp contexts live as long as the session; a packet costs one copy
-into a preallocated C buffer, the libsrtp call and one copy out. When pylibsrtp exposes the
-libsrtp 2 calling convention (``srtp_protect(srtp_t, void *, int *)``) we call its cffi ``lib``
-directly on our own buffers; otherwise (a future pylibsrtp) we fall back to its public
-``Session.protect/unprotect`` API, which allocates per call. A further step (in-place protect of
-a caller-owned ``bytearray`` with tail room, no copies) would plug in at :meth:`SrtpSession._run`.
+Hot path (DESIGN §5): the libsrtp contexts live as long as the session. The ``*_into`` methods
+work in place on a caller-owned C buffer (:func:`new_packet_buffer`): the forwarding path writes
+each consumer's copy there, protects it and sends it from there, with no copy and no allocation.
+The bytes-in/bytes-out methods cost one copy into a preallocated C buffer, the libsrtp call and
+one copy out. When pylibsrtp exposes the libsrtp 2 calling convention
+(``srtp_protect(srtp_t, void *, int *)``) we call its cffi ``lib`` directly on our own buffers;
+otherwise (a future pylibsrtp) we fall back to its public ``Session.protect/unprotect`` API,
+which allocates per call (the ``*_into`` methods then copy in and out).
 
 Not thread-safe: one session is used from one event loop thread.
 """
@@ -24,6 +26,7 @@ import binascii
 import os
 from typing import Any, Callable
 
+import cffi
 import pylibsrtp
 from pylibsrtp import Policy, Session
 
@@ -31,8 +34,10 @@ from .errors import PacketParseError
 
 __all__ = [
     "SRTP_CRYPTO_SUITES",
+    "SRTP_MAX_TRAILER_BYTES",
     "SrtpSession",
     "generate_srtp_parameters",
+    "new_packet_buffer",
 ]
 
 #: mediasoup ``cryptoSuite`` name -> (pylibsrtp profile constant, master key length in bytes,
@@ -61,13 +66,18 @@ del _name, _attr, _profile
 #: replay window (packets) for inbound streams; libsrtp's default is 128, mediasoup uses 1024.
 DEFAULT_REPLAY_WINDOW_SIZE = 1024
 
+#: room (bytes) libsrtp may append to a packet it protects: auth tag or GCM tag, SRTCP index,
+#: MKI (libsrtp ``SRTP_MAX_TRAILER_LEN``).
+SRTP_MAX_TRAILER_BYTES = 148
+
 #: largest packet (bytes) we accept; WebRTC RTP over UDP stays below ~1500.
-MAX_PACKET_BYTES = 4096 - 148  # leaves room for the SRTCP index + tag + MKI trailer
+MAX_PACKET_BYTES = 4096 - SRTP_MAX_TRAILER_BYTES
 
 _MIN_RTP_BYTES = 12  # RFC 3550 fixed header
 _MIN_RTCP_BYTES = 8  # RFC 3550 RTCP header + sender SSRC
 
 _ERRORS: list[str] = list(getattr(pylibsrtp, "ERRORS", ()))
+_ffi = getattr(pylibsrtp, "ffi", None) or cffi.FFI()  # buffers for the in-place API
 
 
 def _error_text(rc: int) -> str:
@@ -194,6 +204,67 @@ class SrtpSession:
             return self._run(self._unprotect_rtcp, self._rx_ctx, packet)
         return self._slow(self._rx.unprotect_rtcp, packet)
 
+    def protect_rtp_into(self, buf: Any, n: int) -> int:
+        """Protect in place the ``n``-byte RTP packet at the start of ``buf`` (a C buffer from
+        :func:`new_packet_buffer`, with ``SRTP_MAX_TRAILER_BYTES`` of room after the packet);
+        returns the SRTP packet's length. The hot path's send call: no copy, no allocation
+        on the fast path. Raises PacketParseError("srtp", reason)."""
+        if self._fast:
+            len_p = self._len
+            len_p[0] = n
+            rc = self._protect(self._tx_ctx, buf, len_p)
+            if rc:
+                raise PacketParseError("srtp", _error_text(rc))
+            return len_p[0]
+        return self._slow_into(self.protect_rtp, buf, n)
+
+    def protect_rtcp_into(self, buf: Any, n: int) -> int:
+        """:meth:`protect_rtp_into` for a compound RTCP packet (SRTCP, RFC 3711 §3.4)."""
+        if self._fast and n >= _MIN_RTCP_BYTES:
+            len_p = self._len
+            len_p[0] = n
+            rc = self._protect_rtcp(self._tx_ctx, buf, len_p)
+            if rc:
+                raise PacketParseError("srtp", _error_text(rc))
+            return len_p[0]
+        return self._slow_into(self.protect_rtcp, buf, n)
+
+    def unprotect_rtp_into(self, buf: Any, n: int) -> int:
+        """Authenticate, replay-check and decrypt in place the ``n``-byte SRTP packet at the
+        start of ``buf``; returns the RTP length. Raises PacketParseError("srtp", reason)."""
+        if self._fast and n >= _MIN_RTP_BYTES:
+            len_p = self._len
+            len_p[0] = n
+            rc = self._unprotect(self._rx_ctx, buf, len_p)
+            if rc:
+                raise PacketParseError("srtp", _error_text(rc))
+            return len_p[0]
+        return self._slow_into(self.unprotect_rtp, buf, n)
+
+    @property
+    def raw_rtp_protect(self) -> tuple[Callable[..., int], Any, Any] | None:
+        """``(fn, ctx, len_p)`` for the tightest send loop, or None without the fast path:
+        ``len_p[0] = n; rc = fn(ctx, buf, len_p)`` protects the ``n``-byte RTP packet in ``buf``
+        in place (rc 0: ok, the SRTP length is then ``len_p[0]``; else a libsrtp error code,
+        see :meth:`error_text`). Same effect as :meth:`protect_rtp_into` minus one Python call.
+        ``len_p`` is shared by this session's calls: read it before the next one."""
+        if not self._fast:
+            return None
+        return self._protect, self._tx_ctx, self._len
+
+    @staticmethod
+    def error_text(rc: int) -> str:
+        """libsrtp's name for error code ``rc``."""
+        return _error_text(rc)
+
+    @staticmethod
+    def _slow_into(fn: Callable[[bytes], bytes], buf: Any, n: int) -> int:
+        if not 0 <= n <= MAX_PACKET_BYTES:
+            raise PacketParseError("srtp", "packet too long")
+        out = fn(_ffi.buffer(buf, n)[:])
+        _ffi.memmove(buf, out, len(out))
+        return len(out)
+
     def _run(self, fn: Callable[..., int], ctx: Any, packet: bytes) -> bytes:
         # Fast path: copy into our preallocated buffer, let libsrtp work in place, copy out.
         n = len(packet)
@@ -220,6 +291,14 @@ class SrtpSession:
             raise PacketParseError("srtp", str(exc)) from None
         except ValueError:  # pylibsrtp: "packet is too long" for its 1500-byte buffer
             raise PacketParseError("srtp", "packet too long") from None
+
+
+def new_packet_buffer() -> tuple[Any, memoryview]:
+    """A preallocated packet buffer for :meth:`SrtpSession.protect_rtp_into`: ``(cdata, view)``,
+    a C ``unsigned char[MAX_PACKET_BYTES + SRTP_MAX_TRAILER_BYTES]`` and a writable
+    ``memoryview`` over the same memory (for ``struct.pack_into`` and slice assignment)."""
+    buf = _ffi.new("unsigned char[]", MAX_PACKET_BYTES + SRTP_MAX_TRAILER_BYTES)
+    return buf, memoryview(_ffi.buffer(buf))
 
 
 def generate_srtp_parameters(crypto_suite: str = "AES_CM_128_HMAC_SHA1_80") -> dict[str, str]:
