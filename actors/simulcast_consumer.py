@@ -1,0 +1,394 @@
+"""Simulcast and SVC consumers (mediasoup ``consumer.type`` "simulcast" / "svc"), running inside
+the WorkerActor like :class:`~raysfu.actors.consumer.Consumer`, whose duck interface they keep
+(they subclass it and reuse its NACK/RTX, RTCP, pause and stats handling).
+
+The decisions are made by the sans-I/O engines of :mod:`raysfu.transport.simulcast`; this module
+only wires them to the producer (keyframe requests per encoding), the transport (sending) and
+the worker (``layerschange`` and ``score`` events).
+
+What the Producer must supply (the lead wires it):
+
+- per packet, for every consumer: ``consumer.send_rtp(template, ext_seq, keyframe, now_ms,
+  layer, desc)``: ``layer`` = the encoding index (simulcast; 0 for SVC), ``ext_seq`` =
+  the extended seq *of that encoding's stream*, ``keyframe`` from ``rtp.is_keyframe``, ``desc``
+  = the layer descriptor read once per packet (``PacketLayerReader.read``: VP8/VP9 payload
+  descriptor tuple, or the dependency descriptor tuple for AV1/H264; None is allowed: VP8/VP9
+  are then parsed per consumer, DD codecs forward all layers / drop for SVC);
+- ``producer.layer_monitor``: a :class:`~raysfu.transport.layers.LayerMonitor` fed with every
+  packet (``on_packet(spatial, temporal, size, now_ms)``: encoding index for simulcast, the
+  descriptor's spatial id for SVC), SRs (``on_sr``) and stream scores (``set_score``). Without
+  it each consumer keeps its own monitor, fed from ``send_rtp`` (works, costs one call more
+  per packet and consumer, and sees no SRs: timestamps then use the elapsed-time fallback);
+- ``producer.request_key_frame(now_ms, layer)``: PLI/FIR for encoding ``layer`` (SVC: 0);
+- ``producer.get_stats(now_ms)``: one ``inbound-rtp`` entry per encoding, in encoding order.
+
+The transport's timer must call ``consumer.on_timer(now_ms)`` at ``consumer.next_timer_ms()``
+(layers that stop while nothing arrives, keyframe request retries, ``score`` events).
+
+Sending follows ``Consumer``: the engine writes this consumer's copy straight into
+``transport.scratch`` and ``transport.send_scratch_rtp(n, twcc_off)`` sends it (no per-packet
+buffer object). The retransmission buffer keeps a ``bytes`` copy of each sent packet (its
+payload and timestamp differ from the template's, so it cannot be rebuilt from the template as
+``Consumer`` does).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from raysfu.transport.codecs.vp9 import parse_vp9_descriptor
+from raysfu.transport.errors import PacketParseError
+from raysfu.transport.layers import LayerMonitor
+from raysfu.transport.ortc import parse_scalability_mode
+from raysfu.transport.rtp_template import MID_SLOT_LEN
+from raysfu.transport.simulcast import SimulcastSelector, SvcSelector, rtp_payload_end
+
+from .consumer import Consumer
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .producer import Producer
+    from .webrtc_transport import Transport
+
+__all__ = ["SimulcastConsumer", "SvcConsumer", "create_consumer", "TIMER_INTERVAL_MS"]
+
+#: How often ``on_timer`` is wanted (monotonic ms).
+TIMER_INTERVAL_MS = 100
+
+_SEQ_TS_SSRC = struct.Struct("!HII")
+_ZEROS = [bytes(n) for n in range(32)]
+
+
+class _LayeredConsumer(Consumer):
+    """What SimulcastConsumer and SvcConsumer share (see the module docstring)."""
+
+    def _init_layers(self, emit: Callable[[str, Any], None] | None) -> None:
+        self._emit_fn = emit
+        self._last_score: dict | None = None
+        self._next_timer_ms = 0
+        self.rtp_packets_forwarded = 0
+        self._buf = self.transport.scratch  # the transports' shared preallocated send buffer
+
+    # ------------------------------------------------------------------ events
+    def _emit(self, event: str, data: Any) -> None:
+        if self._emit_fn is not None:
+            self._emit_fn(event, data)
+            return
+        worker = getattr(self.transport, "worker", None)
+        if worker is not None:
+            worker.emit(self.id, event, data)
+
+    def _flush(self, now_ms: int) -> None:
+        """Send the engine's pulled outputs: keyframe requests and ``layerschange``."""
+        sel = self.selector
+        if sel.key_frame_requests:
+            if self.is_video and not self.closed:
+                for layer in dict.fromkeys(sel.take_key_frame_requests()):
+                    self.producer.request_key_frame(now_ms, layer)
+            else:
+                sel.key_frame_requests.clear()
+        if sel.layers_changed:
+            sel.layers_changed = False
+            self.stats.reset_score(10)  # mediasoup resets the send stream's score on a switch
+            self._emit("layerschange", sel.current_layers)
+            self._emit_score_if_changed()
+
+    def _emit_score_if_changed(self) -> None:
+        score = self.score_dict()
+        if score != self._last_score:
+            self._last_score = score
+            self._emit("score", score)
+
+    # ------------------------------------------------------------------ state
+    def _after_state_change(self, was_active: bool, now_ms: int) -> None:
+        if self.active and not was_active:
+            self.selector.resume(now_ms)
+        elif was_active and not self.active:
+            self.selector.pause()
+        self._flush(now_ms)
+
+    def set_preferred_layers(self, layers: dict, now_ms: int) -> dict:
+        """mediasoup ``consumer.setPreferredLayers({spatialLayer, temporalLayer?})``: values are
+        clamped to the stream's layers; returns the preferred layers. TypeError on bad values."""
+        result = self.selector.set_preferred_layers(layers, now_ms)
+        self._flush(now_ms)
+        return result
+
+    def set_layer_limit(self, spatial_layer: int | None, temporal_layer: int | None, now_ms: int) -> None:
+        """Upper bound on the layers from bandwidth allocation (None: none)."""
+        self.selector.set_layer_limit(spatial_layer, temporal_layer, now_ms)
+        self._flush(now_ms)
+
+    def set_priority(self, priority: int) -> int:
+        """mediasoup ``consumer.setPriority(n)``: weight in bitrate distribution (int >= 1)."""
+        if not isinstance(priority, int) or isinstance(priority, bool) or priority < 1:
+            raise TypeError(f"priority must be an int >= 1, got {priority!r}")
+        self.priority = priority
+        return priority
+
+    def unset_priority(self) -> int:
+        """mediasoup ``consumer.unsetPriority()``: back to 1."""
+        self.priority = 1
+        return 1
+
+    @property
+    def preferred_layers(self) -> dict:
+        return self.selector.preferred_layers
+
+    @property
+    def current_layers(self) -> dict | None:
+        return self.selector.current_layers
+
+    # ------------------------------------------------------------------ packets
+    def _send(self, n: int, t, now_ms: int) -> None:
+        """Patch the ``n``-byte copy the engine wrote into ``self._buf`` (seq, ts, SSRC, mid,
+        extensions, twcc slot) and send it: ``Consumer.send_rtp``'s steps after its decision."""
+        buf = self._buf
+        sel = self.selector
+        out_seq = sel.out_seq
+        out_ts = sel.out_ts
+        _SEQ_TS_SSRC.pack_into(buf, 2, out_seq, out_ts, self.ssrc)
+        mid_off = t.mid_off
+        if mid_off >= 0:
+            buf[mid_off : mid_off + MID_SLOT_LEN] = self.mid_slot
+        allowed = self.allowed_ext_ids
+        for ext_id, off, size in t.exts:
+            if ext_id not in allowed:
+                buf[off : off + size] = _ZEROS[size]
+        twcc_off = t.twcc_off if self.twcc_id else -1
+        if twcc_off >= 0:
+            buf[twcc_off] = (self.twcc_id << 4) | 1
+        if self.nack_enabled:
+            self.retransmissions.store(out_seq, bytes(buf[:n]), now_ms)
+        self.stats.on_packet(out_ts, n, now_ms)
+        self.rtp_packets_forwarded += 1
+        self.transport.send_scratch_rtp(n, twcc_off)
+
+    # ------------------------------------------------------------------ RTCP / API
+    def receive_key_frame_request(self, fb: str, now_ms: int) -> None:
+        """PLI or FIR from the remote: counted, then a keyframe of the current (and pending
+        target) layer is requested (mediasoup ``RequestKeyFrameForCurrentSpatialLayer``)."""
+        if fb == "fir":
+            self.stats.fir_count += 1
+        else:
+            self.stats.pli_count += 1
+        if self.active:
+            self.selector.request_key_frame()
+            self._flush(now_ms)
+
+    def request_key_frame(self, now_ms: int) -> None:
+        """mediasoup ``consumer.requestKeyFrame()``."""
+        if self.active:
+            self.selector.request_key_frame()
+            self._flush(now_ms)
+
+    def on_timer(self, now_ms: int) -> None:
+        """Timer work (at :meth:`next_timer_ms`): layers that stopped while nothing arrives at
+        all, keyframe request retries, ``score`` events on change."""
+        self._next_timer_ms = now_ms + TIMER_INTERVAL_MS
+        self.selector.update(now_ms)
+        self._flush(now_ms)
+        self._emit_score_if_changed()
+
+    def next_timer_ms(self) -> int:
+        """When :meth:`on_timer` is next wanted (monotonic ms; every ``TIMER_INTERVAL_MS``)."""
+        return self._next_timer_ms
+
+    # ------------------------------------------------------------------ info
+    def _producer_stream_index(self) -> int:
+        return 0
+
+    def get_stats(self, now_ms: int) -> list[dict]:
+        """mediasoup ``ConsumerStat[]``: ``[outbound-rtp of this consumer, inbound-rtp of the
+        producer stream forwarded now]`` (only the first when nothing is forwarded)."""
+        s = self.stats.to_stats(now_ms)
+        if self.rtx_ssrc is not None:
+            s["rtxSsrc"] = self.rtx_ssrc
+        out = [s]
+        i = self._producer_stream_index()
+        if i >= 0:
+            producer_stats = self.producer.get_stats(now_ms)
+            if i < len(producer_stats):
+                out.append(producer_stats[i])
+        return out
+
+    def dump(self) -> dict:
+        """mediasoup ``ConsumerDump`` of a simulcast/SVC consumer: the base fields plus
+        ``preferred|target|current`` x ``Spatial|Temporal`` ``Layer`` and the engine's drops."""
+        d = super().dump()
+        sel = self.selector
+        d.update(
+            preferredSpatialLayer=sel.preferred_spatial_layer,
+            targetSpatialLayer=sel.target_spatial_layer,
+            currentSpatialLayer=sel.current_spatial_layer,
+            preferredTemporalLayer=sel.preferred_temporal_layer,
+            targetTemporalLayer=sel.target_temporal_layer,
+            currentTemporalLayer=sel.current_temporal_layer,
+        )
+        drops = dict(d.get("droppedPackets") or {})
+        for reason, n in sel.drops.items():
+            drops[reason] = drops.get(reason, 0) + n
+        d["droppedPackets"] = drops
+        return d
+
+
+class SimulcastConsumer(_LayeredConsumer):
+    """mediasoup ``SimulcastConsumer``: one outgoing stream switched between the producer's
+    encodings on keyframes, with VP8 temporal layers (see :class:`SimulcastSelector`).
+
+    Extra keyword arguments over :class:`Consumer`: ``preferred_layers`` (mediasoup
+    ``consume({preferredLayers})``), ``layer_monitor`` (default ``producer.layer_monitor``, else
+    a private one), ``emit`` (``(event, data)`` callable; default ``transport.worker.emit`` with
+    this consumer's id). Layers: ``spatialLayers`` = the number of encodings and
+    ``temporalLayers`` from the consumer's ``encodings[0].scalabilityMode`` (``L{n}T{t}``, set
+    by ``ortc.get_consumer_rtp_parameters``).
+    """
+
+    def __init__(
+        self,
+        *,
+        consumer_id: str,
+        transport: Transport,
+        producer: Producer,
+        rtp_parameters: dict,
+        paused: bool,
+        app_data: Any,
+        preferred_layers: dict | None = None,
+        layer_monitor: LayerMonitor | None = None,
+        emit: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        super().__init__(
+            consumer_id=consumer_id, transport=transport, producer=producer,
+            rtp_parameters=rtp_parameters, paused=paused, app_data=app_data, consumer_type="simulcast",
+        )
+        self._init_layers(emit)
+        layers = parse_scalability_mode(rtp_parameters["encodings"][0].get("scalabilityMode"))
+        spatial, temporal = layers["spatialLayers"], layers["temporalLayers"]
+        monitor = layer_monitor if layer_monitor is not None else getattr(producer, "layer_monitor", None)
+        self._own_monitor = monitor is None
+        if monitor is None:
+            monitor = LayerMonitor(spatial, temporal)
+        self.monitor = monitor
+        self.selector = SimulcastSelector(
+            monitor, clock_rate=self.clock_rate, codec=self.mime_type, spatial_layers=spatial,
+            temporal_layers=temporal, preferred_layers=preferred_layers,
+        )
+        if not self.active:
+            self.selector.pause()
+
+    def send_rtp(self, t, ext_seq: int, keyframe: bool, now_ms: int, layer: int = 0, desc: tuple | None = None) -> None:
+        """Forward (or not) one packet of encoding ``layer`` (see the module docstring)."""
+        if self._own_monitor:
+            tid = 0
+            if desc is not None:  # VP8 descriptor TID, or dependency descriptor TEMPORAL_ID
+                tid = desc[7] if self.selector.vp8 is not None else desc[5]
+            self.monitor.on_packet(layer, tid, len(t.data), now_ms)
+        if not self.active:
+            return
+        sel = self.selector
+        n = sel.process(t, layer, ext_seq, keyframe, now_ms, desc, self._buf)
+        if n:  # before _flush: an RTCP request sent there may reuse the scratch buffer
+            self._send(n, t, now_ms)
+        if sel.key_frame_requests or sel.layers_changed:
+            self._flush(now_ms)
+
+    def _producer_stream_index(self) -> int:
+        return self.selector.current_spatial_layer
+
+    def score_dict(self) -> dict:
+        """mediasoup ``ConsumerScore``: ``{score, producerScore, producerScores}``: this stream's
+        score, the forwarded encoding's (0 when none) and every encoding's."""
+        cur = self.selector.current_spatial_layer
+        return {
+            "score": self.stats.score,
+            "producerScore": self.monitor.score(cur) if cur >= 0 else 0,
+            "producerScores": self.monitor.scores(),
+        }
+
+
+class SvcConsumer(_LayeredConsumer):
+    """mediasoup ``SvcConsumer``: VP9 SVC / K-SVC or AV1 (dependency descriptor) layers of one
+    stream (see :class:`SvcSelector`). Keyword arguments as :class:`SimulcastConsumer`; layers
+    and K-SVC from ``encodings[0].scalabilityMode`` (``L3T3_KEY``...)."""
+
+    def __init__(
+        self,
+        *,
+        consumer_id: str,
+        transport: Transport,
+        producer: Producer,
+        rtp_parameters: dict,
+        paused: bool,
+        app_data: Any,
+        preferred_layers: dict | None = None,
+        layer_monitor: LayerMonitor | None = None,
+        emit: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        super().__init__(
+            consumer_id=consumer_id, transport=transport, producer=producer,
+            rtp_parameters=rtp_parameters, paused=paused, app_data=app_data, consumer_type="svc",
+        )
+        self._init_layers(emit)
+        layers = parse_scalability_mode(rtp_parameters["encodings"][0].get("scalabilityMode"))
+        spatial, temporal = layers["spatialLayers"], layers["temporalLayers"]
+        monitor = layer_monitor if layer_monitor is not None else getattr(producer, "layer_monitor", None)
+        self._own_monitor = monitor is None
+        if monitor is None:
+            monitor = LayerMonitor(spatial, temporal)
+        self.monitor = monitor
+        codec = self.mime_type.rsplit("/", 1)[-1].lower()
+        self._vp9 = codec == "vp9"
+        self.selector = SvcSelector(
+            monitor, codec=codec, spatial_layers=spatial, temporal_layers=temporal,
+            ksvc=layers["ksvc"], preferred_layers=preferred_layers,
+        )
+        if not self.active:
+            self.selector.pause()
+
+    def send_rtp(self, t, ext_seq: int, keyframe: bool, now_ms: int, layer: int = 0, desc: tuple | None = None) -> None:
+        """Forward (or not) one packet of the stream (``layer`` is ignored: one stream)."""
+        if self._own_monitor:
+            if desc is None and self._vp9:
+                data = t.data
+                try:
+                    desc = parse_vp9_descriptor(data, t.payload_off, rtp_payload_end(data))
+                except PacketParseError:
+                    desc = None
+            if desc is None:
+                sid = tid = 0
+            elif self._vp9:
+                sid, tid = desc[12], desc[10]
+            else:
+                sid, tid = desc[4], desc[5]
+            self.monitor.on_packet(sid if sid > 0 else 0, tid, len(t.data), now_ms)
+        if not self.active:
+            return
+        sel = self.selector
+        n = sel.process(t, ext_seq, keyframe, now_ms, desc, self._buf)
+        if n:  # before _flush: an RTCP request sent there may reuse the scratch buffer
+            self._send(n, t, now_ms)
+        if sel.key_frame_requests or sel.layers_changed:
+            self._flush(now_ms)
+
+    def score_dict(self) -> dict:
+        """mediasoup ``ConsumerScore`` of an SVC consumer (one producer stream): the producer
+        score is the best of its spatial layers' (0 when none is active)."""
+        scores = self.monitor.scores()
+        return {"score": self.stats.score, "producerScore": max(scores), "producerScores": [max(scores)]}
+
+
+def create_consumer(producer_type: str, **kwargs: Any) -> Consumer:
+    """The consumer class for a producer of ``producer_type`` ("simple" | "simulcast" | "svc"),
+    as mediasoup's transport picks it for a non-pipe consume. ``kwargs``: the class's keyword
+    arguments (``preferred_layers``, ``layer_monitor`` and ``emit`` only for the layered ones).
+    Raises ValueError for an unknown type."""
+    if producer_type == "simulcast":
+        return SimulcastConsumer(**kwargs)
+    if producer_type == "svc":
+        return SvcConsumer(**kwargs)
+    if producer_type == "simple":
+        for key in ("preferred_layers", "layer_monitor", "emit"):
+            kwargs.pop(key, None)
+        return Consumer(**kwargs)
+    raise ValueError(f"producer_type must be 'simple', 'simulcast' or 'svc', got {producer_type!r}")
