@@ -511,6 +511,11 @@ class Transport(_Handle):
         before any processing, as a lossy uplink would. Seeded, so runs repeat."""
         await self._request("transport.setDebugReceiveLoss", {"fraction": fraction})
 
+    async def set_debug_send_loss(self, fraction: float) -> None:
+        """TEST HOOK: drop ``fraction`` (0 <= f < 1) of the RTP this transport sends (media and
+        RTX, after the retransmission buffer), as a lossy downlink would. Seeded."""
+        await self._request("transport.setDebugSendLoss", {"fraction": fraction})
+
     async def produce(
         self,
         *,

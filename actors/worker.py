@@ -274,6 +274,12 @@ class WorkerCore:
             raise TypeError("fraction must be a number in [0, 1)")
         t.debug_receive_loss = float(fraction)
 
+    def _transport_setDebugSendLoss(self, t, data: dict, now_ms: int) -> None:
+        fraction = data.get("fraction")
+        if not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+            raise TypeError("fraction must be a number in [0, 1)")
+        t.debug_send_loss = float(fraction)
+
     def _transport_setMaxIncomingBitrate(self, t, data: dict, now_ms: int) -> None:
         raise UnsupportedError("set_max_incoming_bitrate: bandwidth control is not supported yet")
 
