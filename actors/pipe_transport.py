@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from raysfu.transport.demux import is_rtcp
 from raysfu.transport.errors import InvalidStateError, PacketParseError, UnsupportedError
-from raysfu.transport.srtp import MAX_PACKET_BYTES, SrtpSession, generate_srtp_parameters
+from raysfu.transport.srtp import SrtpSession, generate_srtp_parameters
 
 from .webrtc_transport import SEND_BUFFER, SEND_VIEW, Transport, _check_ip, _UdpProtocol, bind_udp, validate_listen_info
 
@@ -163,15 +163,6 @@ class PipeTransport(Transport):
         self.bytes_sent += n
         self.rtp_bytes_sent += n
         self.rtp_packets_sent += 1
-
-    def send_rtp(self, buf: bytearray, twcc_off: int) -> None:
-        """Send one plaintext RTP packet (copied into the send buffer first)."""
-        n = len(buf)
-        if n > MAX_PACKET_BYTES:
-            self.drops["send_too_long"] += 1
-            return
-        SEND_VIEW[:n] = buf
-        self.send_scratch_rtp(n, twcc_off)
 
     def send_rtcp(self, packet: bytes) -> None:
         if not self.connected:

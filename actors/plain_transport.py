@@ -25,7 +25,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from raysfu.transport.errors import InvalidStateError, PacketParseError, UnsupportedError
-from raysfu.transport.srtp import MAX_PACKET_BYTES, SRTP_CRYPTO_SUITES, SrtpSession, generate_srtp_parameters
+from raysfu.transport.srtp import SRTP_CRYPTO_SUITES, SrtpSession, generate_srtp_parameters
 
 from .webrtc_transport import (
     SEND_BUFFER,
@@ -317,15 +317,6 @@ class PlainTransport(Transport):
         self.bytes_sent += n
         self.rtp_bytes_sent += n
         self.rtp_packets_sent += 1
-
-    def send_rtp(self, buf: bytearray, twcc_off: int) -> None:
-        """Send one plaintext RTP packet (copied into the send buffer first)."""
-        n = len(buf)
-        if n > MAX_PACKET_BYTES:
-            self.drops["send_too_long"] += 1
-            return
-        SEND_VIEW[:n] = buf
-        self.send_scratch_rtp(n, twcc_off)
 
     def send_rtcp(self, packet: bytes) -> None:
         if self.rtcp_mux:

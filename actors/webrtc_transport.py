@@ -435,13 +435,22 @@ class Transport:
             consumer.receive_rr_block(block, now_ms)
 
     # ------------------------------------------------------------------ send
-    def send_rtp(self, buf: bytearray, twcc_off: int) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    # A subclass overrides one of these two: the socket transports ``send_scratch_rtp``
+    # (protect and send in place), the others (DirectTransport, tests' captures) ``send_rtp``.
+    def send_rtp(self, buf: bytearray, twcc_off: int) -> None:
+        """Send one plaintext RTP packet: copied into the send buffer, then
+        ``send_scratch_rtp``. A packet over ``MAX_PACKET_BYTES`` is dropped and counted
+        (``send_too_long``)."""
+        n = len(buf)
+        if n > MAX_PACKET_BYTES:
+            self.drops["send_too_long"] += 1
+            return
+        SEND_VIEW[:n] = buf
+        self.send_scratch_rtp(n, twcc_off)
 
     def send_scratch_rtp(self, n: int, twcc_off: int) -> None:
         """Send the ``n``-byte plaintext RTP packet in ``self.scratch`` (a consumer wrote it
-        there). This default hands a copy to ``send_rtp``; the socket transports override it to
-        protect and send in place."""
+        there). This default hands a copy to ``send_rtp``."""
         self.send_rtp(bytearray(self.scratch[:n]), twcc_off)
 
     def send_rtcp(self, packet: bytes) -> None:  # pragma: no cover - overridden
@@ -682,15 +691,6 @@ class WebRtcTransport(Transport):
         self.bytes_sent += n
         self.rtp_bytes_sent += n
         self.rtp_packets_sent += 1
-
-    def send_rtp(self, buf: bytearray, twcc_off: int) -> None:
-        """Send one plaintext RTP packet (copied into the send buffer first)."""
-        n = len(buf)
-        if n > MAX_PACKET_BYTES:
-            self.drops["send_too_long"] += 1
-            return
-        SEND_VIEW[:n] = buf
-        self.send_scratch_rtp(n, twcc_off)
 
     def send_rtcp(self, packet: bytes) -> None:
         srtp = self._tx_srtp
