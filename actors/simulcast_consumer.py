@@ -63,12 +63,22 @@ _ZEROS = [bytes(n) for n in range(32)]
 class _LayeredConsumer(Consumer):
     """What SimulcastConsumer and SvcConsumer share (see the module docstring)."""
 
-    def _init_layers(self, emit: Callable[[str, Any], None] | None) -> None:
+    def _init_layers(self, emit: Callable[[str, Any], None] | None, layer_monitor: LayerMonitor | None) -> dict:
+        """Common set-up of both layered consumers; returns ``parse_scalability_mode`` of
+        ``encodings[0].scalabilityMode`` and sets ``self.monitor`` (``layer_monitor``, else the
+        producer's, else a private one)."""
         self._emit_fn = emit
         self._last_score: dict | None = None
         self._next_timer_ms = 0
         self.rtp_packets_forwarded = 0
         self._buf = self.transport.scratch  # the transports' shared preallocated send buffer
+        layers = parse_scalability_mode(self.rtp_parameters["encodings"][0].get("scalabilityMode"))
+        monitor = layer_monitor if layer_monitor is not None else getattr(self.producer, "layer_monitor", None)
+        self._own_monitor = monitor is None
+        if monitor is None:
+            monitor = LayerMonitor(layers["spatialLayers"], layers["temporalLayers"])
+        self.monitor = monitor
+        return layers
 
     # ------------------------------------------------------------------ events
     def _emit(self, event: str, data: Any) -> None:
@@ -262,14 +272,9 @@ class SimulcastConsumer(_LayeredConsumer):
             consumer_id=consumer_id, transport=transport, producer=producer,
             rtp_parameters=rtp_parameters, paused=paused, app_data=app_data, consumer_type="simulcast",
         )
-        self._init_layers(emit)
-        layers = parse_scalability_mode(rtp_parameters["encodings"][0].get("scalabilityMode"))
+        layers = self._init_layers(emit, layer_monitor)
         spatial, temporal = layers["spatialLayers"], layers["temporalLayers"]
-        monitor = layer_monitor if layer_monitor is not None else getattr(producer, "layer_monitor", None)
-        self._own_monitor = monitor is None
-        if monitor is None:
-            monitor = LayerMonitor(spatial, temporal)
-        self.monitor = monitor
+        monitor = self.monitor
         self.selector = SimulcastSelector(
             monitor, clock_rate=self.clock_rate, codec=self.mime_type, spatial_layers=spatial,
             temporal_layers=temporal, preferred_layers=preferred_layers,
@@ -329,14 +334,9 @@ class SvcConsumer(_LayeredConsumer):
             consumer_id=consumer_id, transport=transport, producer=producer,
             rtp_parameters=rtp_parameters, paused=paused, app_data=app_data, consumer_type="svc",
         )
-        self._init_layers(emit)
-        layers = parse_scalability_mode(rtp_parameters["encodings"][0].get("scalabilityMode"))
+        layers = self._init_layers(emit, layer_monitor)
         spatial, temporal = layers["spatialLayers"], layers["temporalLayers"]
-        monitor = layer_monitor if layer_monitor is not None else getattr(producer, "layer_monitor", None)
-        self._own_monitor = monitor is None
-        if monitor is None:
-            monitor = LayerMonitor(spatial, temporal)
-        self.monitor = monitor
+        monitor = self.monitor
         codec = self.mime_type.rsplit("/", 1)[-1].lower()
         self._vp9 = codec == "vp9"
         self.selector = SvcSelector(
