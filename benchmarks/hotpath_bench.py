@@ -30,22 +30,8 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-CODECS = [{"kind": "video", "mimeType": "video/VP8", "clockRate": 90000}]
-PARAMS = {
-    "mid": "0",
-    "codecs": [
-        {"mimeType": "video/VP8", "payloadType": 96, "clockRate": 90000, "parameters": {},
-         "rtcpFeedback": [{"type": "nack", "parameter": ""}, {"type": "nack", "parameter": "pli"}, {"type": "transport-cc", "parameter": ""}]},
-        {"mimeType": "video/rtx", "payloadType": 97, "clockRate": 90000, "parameters": {"apt": 96}, "rtcpFeedback": []},
-    ],
-    "headerExtensions": [
-        {"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 4},
-        {"uri": "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", "id": 2},
-        {"uri": "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01", "id": 3},
-    ],
-    "encodings": [{"ssrc": 1111, "rtx": {"ssrc": 1112}}],
-    "rtcp": {"cname": "bench"},
-}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from quick_fanout import CODECS, PARAMS  # noqa: E402 - the same publisher as the quick benchmark
 
 
 # ---------------------------------------------------------------------------------------- sink
