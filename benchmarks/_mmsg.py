@@ -68,6 +68,19 @@ def _check() -> None:
         raise OSError("recvmmsg/sendmmsg via cffi need Linux with glibc's 64-bit layout")
 
 
+def _arena(batch: int, slot_bytes: int) -> tuple:
+    """Preallocated cffi memory for ``batch`` messages of ``slot_bytes``: ``(buf, buf_view,
+    names, names_view, iovecs, mmsghdrs)``. Raises ``ValueError`` for a batch < 1 or slots < 64
+    bytes, ``OSError`` where recvmmsg/sendmmsg are unavailable."""
+    _check()
+    if batch < 1 or slot_bytes < 64:
+        raise ValueError("batch must be >= 1 and slot_bytes >= 64")
+    buf = ffi.new("unsigned char[]", batch * slot_bytes)
+    names = ffi.new("unsigned char[]", batch * _NAME_BYTES)
+    return (buf, memoryview(ffi.buffer(buf)), names, memoryview(ffi.buffer(names)),
+            ffi.new("struct iovec[]", batch), ffi.new("struct mmsghdr[]", batch))
+
+
 class MmsgReceiver:
     """Receive up to ``batch`` datagrams per ``recvmmsg`` call into one preallocated buffer.
 
@@ -100,19 +113,11 @@ class MmsgReceiver:
 
     def __init__(self, sock: socket.socket, batch: int = 64, slot_bytes: int = 2048,
                  timestamps: bool = False) -> None:
-        _check()
-        if batch < 1 or slot_bytes < 64:
-            raise ValueError("batch must be >= 1 and slot_bytes >= 64")
+        self._buf, self.view, self._names, self.names, self._iov, self._msgs = _arena(batch, slot_bytes)
         self.sock = sock
         self.fd = sock.fileno()
         self.batch = batch
         self.slot_bytes = slot_bytes
-        self._buf = ffi.new("unsigned char[]", batch * slot_bytes)
-        self.view = memoryview(ffi.buffer(self._buf))
-        self._names = ffi.new("unsigned char[]", batch * _NAME_BYTES)
-        self.names = memoryview(ffi.buffer(self._names))
-        self._iov = ffi.new("struct iovec[]", batch)
-        self._msgs = ffi.new("struct mmsghdr[]", batch)
         self.timestamps = timestamps
         if timestamps:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -207,19 +212,11 @@ class MmsgSender:
     )
 
     def __init__(self, sock: socket.socket, batch: int = 64, slot_bytes: int = 2048) -> None:
-        _check()
-        if batch < 1 or slot_bytes < 64:
-            raise ValueError("batch must be >= 1 and slot_bytes >= 64")
+        self._buf, self._view, self._names, self._names_view, self._iov, self._msgs = _arena(batch, slot_bytes)
         self.sock = sock
         self.fd = sock.fileno()
         self.batch = batch
         self.slot_bytes = slot_bytes
-        self._buf = ffi.new("unsigned char[]", batch * slot_bytes)
-        self._view = memoryview(ffi.buffer(self._buf))
-        self._names = ffi.new("unsigned char[]", batch * _NAME_BYTES)
-        self._names_view = memoryview(ffi.buffer(self._names))
-        self._iov = ffi.new("struct iovec[]", batch)
-        self._msgs = ffi.new("struct mmsghdr[]", batch)
         for i in range(batch):
             self._iov[i].iov_base = self._buf + i * slot_bytes
             hdr = self._msgs[i].msg_hdr
