@@ -99,6 +99,13 @@ async def test_webrtc_transport_bad_options(router):
         await router.create_webrtc_transport(listen_infos=LISTEN, ice_consent_timeout=5)
     with pytest.raises(OSError):  # 192.0.2.1 is not ours: nothing can be bound
         await router.create_webrtc_transport(listen_infos=[{"protocol": "udp", "ip": "192.0.2.1"}])
+    t = await router.create_webrtc_transport(listen_infos=LISTEN)
+    for hook in (t.set_debug_receive_loss, t.set_debug_send_loss):  # test hooks: [0, 1) only
+        for bad in (1.0, -0.1, "0.5"):
+            with pytest.raises(TypeError, match="fraction"):
+                await hook(bad)
+        await hook(0.5)
+    t.close()
 
 
 async def test_listen_info_port_and_port_range(router):
