@@ -1082,9 +1082,13 @@ class Router(_Handle):
         pair = self._pipe_pairs.get(router.id)
         if pair is not None:
             return await pair
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        # The far router's view of the same pair is the pair swapped: a concurrent call the other
+        # way round (its producer piped to us) waits on its own future, resolved with (remote, local).
+        router_future: asyncio.Future = loop.create_future()
         self._pipe_pairs[router.id] = future
-        router._pipe_pairs[self.id] = future
+        router._pipe_pairs[self.id] = router_future
         try:
             same_node = self._worker.node_id == router._worker.node_id
             local_info = listen_info or {"protocol": "udp", "ip": "127.0.0.1" if same_node else self._worker.node_ip}
@@ -1100,8 +1104,9 @@ class Router(_Handle):
         except BaseException as exc:
             self._pipe_pairs.pop(router.id, None)
             router._pipe_pairs.pop(self.id, None)
-            future.set_exception(exc)
-            future.exception()  # retrieved: the caller re-raises it
+            for f in (future, router_future):
+                f.set_exception(exc)
+                f.exception()  # retrieved: the caller re-raises it
             raise
 
         def forget(*_: Any) -> None:
@@ -1115,9 +1120,7 @@ class Router(_Handle):
         local.observer.on("close", forget)
         remote.observer.on("close", forget)
         future.set_result((local, remote))
-        router_future: asyncio.Future = asyncio.get_running_loop().create_future()
         router_future.set_result((remote, local))
-        router._pipe_pairs[self.id] = router_future
         return local, remote
 
     # --- create_direct_transport (issue 7) ----------------------------------------------------

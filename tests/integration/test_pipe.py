@@ -130,6 +130,28 @@ async def test_pipe_pair_is_created_once_per_router_pair(two_workers):
     rb.close()
 
 
+async def test_concurrent_pipes_in_both_directions_share_one_pair(two_workers):
+    """Each router pipes its producer to the other at the same time (two peers joining a room on
+    two workers): both calls wait on the one pair, each sees it from its own side."""
+    wa, wb = two_workers
+    ra = await wa.create_router(media_codecs=MEDIA_CODECS)
+    rb = await wb.create_router(media_codecs=MEDIA_CODECS)
+    ta = await ra.create_webrtc_transport(listen_infos=LISTEN)
+    tb = await rb.create_webrtc_transport(listen_infos=LISTEN)
+    pa = await ta.produce(kind="video", rtp_parameters=copy.deepcopy(VP8_PRODUCER_PARAMS))
+    pb = await tb.produce(kind="video", rtp_parameters=copy.deepcopy(VP8_PRODUCER_PARAMS))
+    ab, ba = await asyncio.gather(
+        ra.pipe_to_router(producer_id=pa.id, router=rb),
+        rb.pipe_to_router(producer_id=pb.id, router=ra),
+    )
+    assert ab["pipeConsumer"]._transport is ba["pipeProducer"]._transport
+    assert ab["pipeConsumer"]._transport._router is ra and ba["pipeConsumer"]._transport._router is rb
+    assert ab["pipeProducer"].id == pa.id and ba["pipeProducer"].id == pb.id
+    assert len((await ra.dump())["transportIds"]) == 2 and len((await rb.dump())["transportIds"]) == 2
+    ra.close()
+    rb.close()
+
+
 async def test_pipe_transport_connect_validation(two_workers):
     wa, _ = two_workers
     ra = await wa.create_router(media_codecs=MEDIA_CODECS)
