@@ -49,7 +49,7 @@ $(NODE_STAMP): demo/package.json demo/package-lock.json
 	cd demo && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(BUNDLE): $(NODE_STAMP) demo/client/index.js demo/package.json
+$(BUNDLE): $(NODE_STAMP) demo/client/index.js demo/client/lab.js demo/package.json
 	cd demo && npm run --silent build
 
 bundle: $(BUNDLE)
@@ -72,4 +72,4 @@ test-plain: setup
 	env $(RAY_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf demo/node_modules $(BUNDLE) .pytest_cache
+	rm -rf demo/node_modules $(BUNDLE) demo/static/lab.js .pytest_cache

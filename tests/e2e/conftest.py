@@ -4,6 +4,9 @@
   by an aiohttp AppRunner on 127.0.0.1 and a free port, on the local Ray of ``ray_session``.
 - ``browser``: Debian's Chromium (``/usr/bin/chromium``) driven by Python playwright with fake
   camera and microphone (flags from research/browser-testing.md).
+- ``lab_server``/``lab_peer``: the browser lab (``tests/e2e/lab.py``): a bare page with
+  mediasoup-client that the test signals from Python against its own routers;
+  ``await lab_peer(name) -> LabPeer``.
 - ``open_peer``: opens one page per peer, each in its own browser context, joins a room and waits
   for ``window.raysfu.ready``; pages and contexts are closed after the test.
 """
@@ -22,6 +25,7 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 BUNDLE = DEMO_DIR / "static" / "bundle.js"
+LAB_BUNDLE = DEMO_DIR / "static" / "lab.js"
 
 CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
@@ -42,8 +46,8 @@ READY_TIMEOUT_S = 30.0
 
 
 def _ensure_bundle() -> None:
-    """Build demo/static/bundle.js when it is missing (``make test`` builds it beforehand)."""
-    if BUNDLE.exists():
+    """Build demo/static/bundle.js and lab.js when missing (``make test`` builds them beforehand)."""
+    if BUNDLE.exists() and LAB_BUNDLE.exists():
         return
     npm = shutil.which("npm")
     if npm is None:
@@ -130,6 +134,54 @@ async def open_peer(browser, demo_server):
                                    READY_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - report the page's own log with the failure
             pytest.fail(f"peer {name} did not get ready: {exc!r}\n{peer.console_tail()}")
+        return peer
+
+    try:
+        yield _open
+    finally:
+        for context in contexts:
+            try:
+                await context.close()
+            except Exception:  # noqa: BLE001 - browser already gone
+                pass
+
+
+@pytest.fixture(scope="module")
+async def lab_server():
+    """Base URL of a static server for ``demo/static`` (the lab page needs a secure origin:
+    http://127.0.0.1, never about:blank)."""
+    from aiohttp import web
+
+    _ensure_bundle()
+    app = web.Application()
+    app.router.add_static("/", DEMO_DIR / "static", show_index=False)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def lab_peer(browser, lab_server):
+    """``await lab_peer(name) -> LabPeer``: a lab page in its own browser context, ready to be
+    driven (see tests/e2e/lab.py); closed after the test."""
+    from .lab import LabPeer
+
+    contexts = []
+
+    async def _open(name: str) -> LabPeer:
+        context = await browser.new_context(viewport={"width": 800, "height": 600})
+        contexts.append(context)
+        peer = LabPeer(name, await context.new_page())
+        try:
+            await peer._open(f"{lab_server}/lab.html")
+        except Exception as exc:  # noqa: BLE001 - report the page's own log with the failure
+            pytest.fail(f"lab peer {name} did not load: {exc!r}\n{peer.console_tail()}")
         return peer
 
     try:
