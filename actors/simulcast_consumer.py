@@ -38,11 +38,14 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from raysfu.transport import rtcp
 from raysfu.transport.codecs.vp9 import parse_vp9_descriptor
 from raysfu.transport.errors import PacketParseError
 from raysfu.transport.layers import LayerMonitor
 from raysfu.transport.ortc import parse_scalability_mode
+from raysfu.transport.rtp_stream import SendStreamStats
 from raysfu.transport.rtp_template import MID_SLOT_LEN
+from raysfu.transport.seq import SeqRewriter
 from raysfu.transport.simulcast import SimulcastSelector, SvcSelector, rtp_payload_end
 
 from .consumer import Consumer
@@ -51,7 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .producer import Producer
     from .webrtc_transport import Transport
 
-__all__ = ["SimulcastConsumer", "SvcConsumer", "create_consumer", "TIMER_INTERVAL_MS"]
+__all__ = ["SimulcastConsumer", "SvcConsumer", "MultiStreamPipeConsumer", "create_consumer", "create_layered_consumer", "TIMER_INTERVAL_MS"]
 
 #: How often ``on_timer`` is wanted (monotonic ms).
 TIMER_INTERVAL_MS = 100
@@ -218,9 +221,15 @@ class _LayeredConsumer(Consumer):
         out = [s]
         i = self._producer_stream_index()
         if i >= 0:
-            producer_stats = self.producer.get_stats(now_ms)
-            if i < len(producer_stats):
-                out.append(producer_stats[i])
+            stream_stats = getattr(self.producer, "stream_stats", None)
+            if stream_stats is not None:
+                s = stream_stats(i, now_ms)
+                if s is not None:
+                    out.append(s)
+            else:
+                producer_stats = self.producer.get_stats(now_ms)
+                if i < len(producer_stats):
+                    out.append(producer_stats[i])
         return out
 
     def dump(self) -> dict:
@@ -301,6 +310,12 @@ class SimulcastConsumer(_LayeredConsumer):
     def _producer_stream_index(self) -> int:
         return self.selector.current_spatial_layer
 
+    def on_padding(self, layer: int, ext_seq: int) -> None:
+        """A padding-only packet of encoding ``layer`` (not forwarded): its seq is closed in the
+        output so the receiver sees no hole."""
+        if self.active:
+            self.selector.on_padding(layer, ext_seq)
+
     def score_dict(self) -> dict:
         """mediasoup ``ConsumerScore``: ``{score, producerScore, producerScores}``: this stream's
         score, the forwarded encoding's (0 when none) and every encoding's."""
@@ -371,6 +386,11 @@ class SvcConsumer(_LayeredConsumer):
         if sel.key_frame_requests or sel.layers_changed:
             self._flush(now_ms)
 
+    def on_padding(self, layer: int, ext_seq: int) -> None:
+        """A padding-only packet (not forwarded): its seq is closed in the output."""
+        if self.active and not self.selector._sync_required:
+            self.selector.on_padding(ext_seq)
+
     def score_dict(self) -> dict:
         """mediasoup ``ConsumerScore`` of an SVC consumer (one producer stream): the producer
         score is the best of its spatial layers' (0 when none is active)."""
@@ -392,3 +412,88 @@ def create_consumer(producer_type: str, **kwargs: Any) -> Consumer:
             kwargs.pop(key, None)
         return Consumer(**kwargs)
     raise ValueError(f"producer_type must be 'simple', 'simulcast' or 'svc', got {producer_type!r}")
+
+
+def create_layered_consumer(producer_type: str, **kwargs: Any) -> Consumer:
+    """SimulcastConsumer or SvcConsumer for a producer of ``producer_type`` ("simulcast" |
+    "svc"); ``kwargs`` as :class:`SimulcastConsumer`. ValueError for other types."""
+    if producer_type not in ("simulcast", "svc"):
+        raise ValueError(f"producer_type must be 'simulcast' or 'svc', got {producer_type!r}")
+    return create_consumer(producer_type, **kwargs)
+
+
+class MultiStreamPipeConsumer(Consumer):
+    """mediasoup ``PipeConsumer`` of a simulcast/SVC producer: every encoding is forwarded as
+    its own stream (``rtp_parameters.encodings[i].ssrc``), each with a continuous sequence
+    number and its own SR, so the far router's producer sees the same encodings (and can align
+    their timestamps). No retransmissions (a pipe has no NACK unless RTX is enabled, which this
+    class does not support: a NACK names no stream). PLI/FIR from the far side asks the producer
+    for keyframes of every encoding."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs, consumer_type="pipe")
+        encs = self.rtp_parameters["encodings"]
+        self.stream_ssrcs = [e["ssrc"] for e in encs]
+        self.ssrcs = tuple(self.stream_ssrcs)
+        self.nack_enabled = False
+        self.rtx_ssrc = None
+        self._seqs = [SeqRewriter() for _ in encs]
+        self._sync = [True] * len(encs)
+        self._stats = [
+            SendStreamStats(ssrc, self.clock_rate, kind=self.kind, mime_type=self.mime_type) for ssrc in self.stream_ssrcs
+        ]
+        self.stats = self._stats[0]
+
+    def _after_state_change(self, was_active: bool, now_ms: int) -> None:
+        if self.active and not was_active:
+            self._sync = [True] * len(self._sync)
+            self.producer.request_key_frame(now_ms)
+
+    def on_padding(self, layer: int, ext_seq: int) -> None:
+        if 0 <= layer < len(self._seqs) and not self._sync[layer]:
+            self._seqs[layer].drop(ext_seq)
+
+    def send_rtp(self, t, ext_seq: int, keyframe: bool, now_ms: int, layer: int = 0, desc: tuple | None = None) -> None:
+        """Forward one packet of encoding ``layer`` on that encoding's stream."""
+        if self.paused or self.producer_paused or not 0 <= layer < len(self._seqs):
+            return
+        if self._sync[layer]:
+            if self.is_video and not keyframe:
+                return
+            self._seqs[layer].sync(ext_seq)
+            self._sync[layer] = False
+        out_seq = self._seqs[layer].input(ext_seq)
+        if out_seq is None:
+            return
+        transport = self.transport
+        buf = transport.scratch
+        data = t.data
+        n = len(data)
+        buf[:n] = data
+        _SEQ_TS_SSRC.pack_into(buf, 2, out_seq, t.timestamp, self.stream_ssrcs[layer])
+        mid_off = t.mid_off
+        if mid_off >= 0:
+            buf[mid_off : mid_off + MID_SLOT_LEN] = self.mid_slot
+        allowed = self.allowed_ext_ids
+        for ext_id, off, size in t.exts:
+            if ext_id not in allowed:
+                buf[off : off + size] = _ZEROS[size]
+        self._stats[layer].on_packet(t.timestamp, n, now_ms)
+        transport.send_scratch_rtp(n, -1)
+
+    def receive_rr_block(self, block: tuple, now_ms: int) -> None:
+        for st, ssrc in zip(self._stats, self.stream_ssrcs):
+            if ssrc == block[0]:
+                st.on_rr_block(block, now_ms)
+
+    def build_rtcp_report(self, now_ms: int, unix_ms: int) -> bytes | None:
+        """SR + SDES of every stream that has sent (RFC 3550 §6.4.1)."""
+        out = b""
+        for st, ssrc in zip(self._stats, self.stream_ssrcs):
+            fields = st.build_sr(now_ms, unix_ms)
+            if fields is not None:
+                out += rtcp.build_sr(*fields) + rtcp.build_sdes([(ssrc, self.cname)])
+        return out or None
+
+    def get_stats(self, now_ms: int) -> list[dict]:
+        return [st.to_stats(now_ms) for st in self._stats] + self.producer.get_stats(now_ms)

@@ -320,6 +320,10 @@ class Room:
         consumer.on("producerclose",
                     lambda *_: self._loop.call_soon_threadsafe(self._drop_consumer, peer,
                                                                consumer_id))
+        # --- simulcast / SVC (issue 5): the tile shows the layer being received ---
+        consumer.on("layerschange", lambda layers, *_: self._loop.call_soon_threadsafe(
+            peer.notify, "consumerLayersChanged", {"consumerId": consumer_id, "layers": layers}))
+        # --- end simulcast / SVC ---
         try:
             await peer.request("newConsumer", {
                 "peerId": producer_peer.id,
@@ -331,6 +335,7 @@ class Room:
                 "type": consumer.type,
                 "appData": getattr(producer, "app_data", None) or {},
                 "producerPaused": consumer.producer_paused,
+                "preferredLayers": consumer.preferred_layers,  # simulcast / SVC (issue 5)
             })
         except (SignalingError, asyncio.TimeoutError) as exc:
             log.warning("peer %s did not take consumer %s: %s", peer.id, consumer_id, exc)
@@ -463,6 +468,24 @@ class Signaling:
         producer.on("transportclose", lambda *_: peer.producers.pop(producer_id, None))
         room.fan_out(peer, producer)
         return {"id": producer_id}
+
+    # --- simulcast / SVC (issue 5) ---
+    async def on_setConsumerPreferredLayers(self, data: dict[str, Any]) -> dict[str, Any]:
+        """``{consumerId, spatialLayer, temporalLayer?}`` -> ``{preferredLayers}``: the tile's
+        layer selector (mediasoup ``consumer.setPreferredLayers``)."""
+        consumer_id = _require(data, "consumerId", str)
+        consumer = self.peer.consumers.get(consumer_id)
+        if consumer is None:
+            raise SignalingError(f"consumer {consumer_id} not found")
+        spatial = data.get("spatialLayer")
+        temporal = data.get("temporalLayer")
+        if not isinstance(spatial, int) or isinstance(spatial, bool) or spatial < 0:
+            raise SignalingError("spatialLayer must be an int >= 0")
+        if temporal is not None and (not isinstance(temporal, int) or isinstance(temporal, bool) or temporal < 0):
+            raise SignalingError("temporalLayer must be an int >= 0")
+        await consumer.set_preferred_layers(spatial, temporal)
+        return {"preferredLayers": consumer.preferred_layers}
+    # --- end simulcast / SVC ---
 
     async def on_setRtpCapabilities(self, data: dict[str, Any]) -> dict[str, Any]:
         room, peer = self.room(), self.peer

@@ -10,7 +10,10 @@
 //   notification: {notification: true, method, data}
 // Both sides send requests: the server asks the client to consume with `newConsumer`.
 //
-// For tests the page exposes window.raysfu = {ready: Promise, stats: async () => ({inbound, outbound})}.
+// For tests the page exposes window.raysfu = {ready: Promise, stats: async () => ({inbound, outbound}),
+// setPreferredLayers(consumerId, spatialLayer, temporalLayer?), layers() -> {consumerId: {current,
+// width, height}}}. The camera is sent as three simulcast layers (?simulcast=0: one); each remote
+// video tile has a layer selector and shows the layer it receives and the decoded size.
 
 import { Device } from 'mediasoup-client';
 
@@ -18,6 +21,13 @@ const params = new URLSearchParams(window.location.search);
 const roomId = params.get('room') || 'demo';
 const peerName = params.get('peer') || `peer-${Math.random().toString(36).slice(2, 7)}`;
 const debugReceiveLoss = params.has('debugReceiveLoss') ? Number(params.get('debugReceiveLoss')) : undefined;
+// Simulcast (issue 5): the camera goes out as three VP8 encodings unless ?simulcast=0.
+const simulcast = params.get('simulcast') !== '0';
+const SIMULCAST_ENCODINGS = [
+  { rid: 'r0', scaleResolutionDownBy: 4, maxBitrate: 150000 },
+  { rid: 'r1', scaleResolutionDownBy: 2, maxBitrate: 400000 },
+  { rid: 'r2', scaleResolutionDownBy: 1, maxBitrate: 1200000 },
+];
 
 const SCTP_CAPABILITIES = { numStreams: { OS: 1024, MIS: 1024 } };
 
@@ -114,6 +124,7 @@ function tileFor(peerId, name, local = false) {
 function removeTile(peerId) {
   const tile = tiles.get(peerId);
   if (!tile) return;
+  if (tile.layerTimer) clearInterval(tile.layerTimer);
   tile.el.remove();
   tiles.delete(peerId);
 }
@@ -130,11 +141,87 @@ function detachTrack(tile, track) {
   stream.removeTrack(track);
 }
 
+// ---------------------------------------------------------------- layers (simulcast / SVC)
+
+// Number of spatial layers of a consumer's stream, from its scalabilityMode ("L3T1", "S2T3").
+function spatialLayersOf(rtpParameters) {
+  const mode = ((rtpParameters.encodings || [])[0] || {}).scalabilityMode || '';
+  const m = /^[LS](\d+)T(\d+)/.exec(mode);
+  return m ? Number(m[1]) : 1;
+}
+
+// A tile of a simulcast/SVC consumer gets a layer selector (setPreferredLayers on the server)
+// and a line with the layer received now and the decoded resolution.
+function addLayerControls(tile, consumerId, numLayers, preferred, requestLayers) {
+  if (!tile.layers) {
+    const box = document.createElement('div');
+    box.className = 'layers';
+    const select = document.createElement('select');
+    select.title = 'preferred spatial layer';
+    const info = document.createElement('span');
+    info.className = 'layer-info';
+    box.append(select, info);
+    tile.el.append(box);
+    tile.layers = { box, select, info, consumerId: null, current: null };
+    select.addEventListener('change', () => {
+      const spatialLayer = Number(select.value);
+      requestLayers(tile.layers.consumerId, spatialLayer).catch((error) => console.error(error));
+    });
+    tile.layerTimer = setInterval(() => updateLayerInfo(tile), 500);
+  }
+  const { select } = tile.layers;
+  select.textContent = '';
+  for (let i = 0; i < numLayers; i++) {
+    const option = document.createElement('option');
+    option.value = String(i);
+    option.textContent = `S${i}`;
+    select.append(option);
+  }
+  const pref = preferred && Number.isInteger(preferred.spatialLayer) ? preferred.spatialLayer : numLayers - 1;
+  select.value = String(Math.min(pref, numLayers - 1));
+  tile.layers.consumerId = consumerId;
+  updateLayerInfo(tile);
+}
+
+function updateLayerInfo(tile) {
+  if (!tile.layers) return;
+  const { info, current } = tile.layers;
+  const layer = current ? `S${current.spatialLayer}T${current.temporalLayer}` : 'none';
+  const v = tile.video;
+  const size = v.videoWidth ? `${v.videoWidth}x${v.videoHeight}` : '-';
+  info.textContent = ` receiving ${layer} · ${size}`;
+}
+
 // ---------------------------------------------------------------- room
 
 const consumers = new Map(); // consumerId -> Consumer (appData: {peerId, peerName})
 const producers = new Map(); // producerId -> Producer
 const peerNames = new Map(); // peerId -> name
+const consumerTiles = new Map(); // consumerId -> tile (simulcast/SVC video consumers)
+let signaling = null;
+
+// Ask the server for other layers of a simulcast/SVC consumer (also the test API).
+async function setPreferredLayers(consumerId, spatialLayer, temporalLayer) {
+  const data = { consumerId, spatialLayer };
+  if (temporalLayer !== undefined) data.temporalLayer = temporalLayer;
+  const { preferredLayers } = await signaling.request('setConsumerPreferredLayers', data);
+  const tile = consumerTiles.get(consumerId);
+  if (tile && tile.layers) tile.layers.select.value = String(preferredLayers.spatialLayer);
+  return preferredLayers;
+}
+
+// What each simulcast/SVC tile shows: {consumerId: {current, width, height}} (tests).
+function layers() {
+  const out = {};
+  for (const [consumerId, tile] of consumerTiles) {
+    out[consumerId] = {
+      current: tile.layers ? tile.layers.current : null,
+      width: tile.video.videoWidth,
+      height: tile.video.videoHeight,
+    };
+  }
+  return out;
+}
 
 function pickStat(report, type, kind) {
   for (const s of report.values()) {
@@ -164,17 +251,25 @@ async function stats() {
   const outbound = [];
   for (const producer of producers.values()) {
     if (producer.closed) continue;
-    const s = pickStat(await producer.getStats(), 'outbound-rtp', producer.kind) || {};
-    outbound.push({
-      peerName,
-      kind: producer.kind,
-      packetsSent: s.packetsSent || 0,
-      retransmittedPacketsSent: s.retransmittedPacketsSent || 0,
-      nackCount: s.nackCount || 0,
-      pliCount: s.pliCount || 0,
-      frameWidth: s.frameWidth || 0,
-      frameHeight: s.frameHeight || 0,
-    });
+    // One row per producer: counters summed over its simulcast encodings, the size of the
+    // largest one (what a consumer with the default preferred layers receives).
+    const row = {
+      peerName, kind: producer.kind, packetsSent: 0, retransmittedPacketsSent: 0, nackCount: 0,
+      pliCount: 0, frameWidth: 0, frameHeight: 0, layers: [],
+    };
+    for (const s of (await producer.getStats()).values()) {
+      if (s.type !== 'outbound-rtp' || (s.kind || s.mediaType) !== producer.kind) continue;
+      row.packetsSent += s.packetsSent || 0;
+      row.retransmittedPacketsSent += s.retransmittedPacketsSent || 0;
+      row.nackCount += s.nackCount || 0;
+      row.pliCount += s.pliCount || 0;
+      if ((s.frameWidth || 0) > row.frameWidth) {
+        row.frameWidth = s.frameWidth || 0;
+        row.frameHeight = s.frameHeight || 0;
+      }
+      if (s.rid) row.layers.push({ rid: s.rid, frameWidth: s.frameWidth || 0, pliCount: s.pliCount || 0 });
+    }
+    outbound.push(row);
   }
   return { inbound, outbound };
 }
@@ -183,6 +278,7 @@ async function run() {
   setStatus(`joining room "${roomId}" as ${peerName}…`);
   const wsUrl = `${window.location.protocol === 'https:' ? 'wss' : 'ws'}://${window.location.host}/ws`;
   const sig = new Signaling(wsUrl);
+  signaling = sig;
   await sig.opened;
 
   let recvTransport = null;
@@ -201,6 +297,11 @@ async function run() {
     peerNames.set(data.peerId, data.peerName);
     const tile = tileFor(data.peerId, data.peerName);
     attachTrack(tile, consumer.track);
+    if (data.kind === 'video' && (data.type === 'simulcast' || data.type === 'svc')) {
+      consumerTiles.set(consumer.id, tile);
+      addLayerControls(tile, consumer.id, spatialLayersOf(data.rtpParameters), data.preferredLayers,
+        (consumerId, spatialLayer) => setPreferredLayers(consumerId, spatialLayer));
+    }
     consumer.on('transportclose', () => consumers.delete(consumer.id));
     return {};
   };
@@ -219,9 +320,18 @@ async function run() {
         const consumer = consumers.get(data.consumerId);
         if (!consumer) break;
         consumers.delete(data.consumerId);
+        consumerTiles.delete(data.consumerId);
         const tile = tiles.get(consumer.appData.peerId);
         if (tile) detachTrack(tile, consumer.track);
         consumer.close();
+        break;
+      }
+      case 'consumerLayersChanged': {
+        const tile = consumerTiles.get(data.consumerId);
+        if (tile && tile.layers && tile.layers.consumerId === data.consumerId) {
+          tile.layers.current = data.layers;
+          updateLayerInfo(tile);
+        }
         break;
       }
       case 'producerPaused':
@@ -283,10 +393,12 @@ async function run() {
   });
   for (const track of media.getTracks()) {
     if (!device.canProduce(track.kind)) continue;
-    const producer = await sendTransport.produce({
-      track,
-      appData: { source: track.kind === 'audio' ? 'mic' : 'webcam' },
-    });
+    const options = { track, appData: { source: track.kind === 'audio' ? 'mic' : 'webcam' } };
+    if (track.kind === 'video' && simulcast) {
+      options.encodings = SIMULCAST_ENCODINGS;
+      options.codecOptions = { videoGoogleStartBitrate: 1000 };
+    }
+    const producer = await sendTransport.produce(options);
     producers.set(producer.id, producer);
     if (track.kind === 'video') attachTrack(local, track);
   }
@@ -300,4 +412,4 @@ ready.catch((error) => {
   setStatus(`error: ${error.message || error}`);
 });
 
-window.raysfu = { ready, stats, roomId, peerName, consumers, producers };
+window.raysfu = { ready, stats, roomId, peerName, consumers, producers, setPreferredLayers, layers };

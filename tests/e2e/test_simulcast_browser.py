@@ -1,0 +1,119 @@
+"""Simulcast in Chromium (issue 5): one page publishes its fake camera (640x480) as three VP8
+encodings (r0 /4, r1 /2, r2 full); another page consumes it three times, preferring spatial
+layers 0, 1 and 2, and decodes 160, 320 and 640 pixels wide. The first consumer then switches
+0 -> 2 -> 0: the decoded width follows within 2 s, decoding never stalls for over 1 s, and the
+publisher's encoder sees the switch's keyframe request (its pliCount rises)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from raysfu.actors import create_worker
+
+from .lab import poll
+
+MEDIA_CODECS = [
+    {"kind": "audio", "mimeType": "audio/opus", "clockRate": 48000, "channels": 2},
+    {"kind": "video", "mimeType": "video/VP8", "clockRate": 90000},
+]
+
+ENCODINGS = [
+    {"rid": "r0", "scaleResolutionDownBy": 4, "maxBitrate": 150_000},
+    {"rid": "r1", "scaleResolutionDownBy": 2, "maxBitrate": 400_000},
+    {"rid": "r2", "scaleResolutionDownBy": 1, "maxBitrate": 1_200_000},
+]
+
+INBOUND_JS = """async (id) => {
+  const c = lab.consumers.get(id);
+  for (const s of (await c.getStats()).values())
+    if (s.type === 'inbound-rtp') return {framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0};
+  return {framesDecoded: 0, frameWidth: 0};
+}"""
+
+
+@pytest.fixture(scope="module")
+async def worker(ray_session):
+    worker = await create_worker()
+    yield worker
+    worker.close()
+
+
+async def _outbound(alice) -> dict:
+    return {s["rid"]: s for s in (await alice.stats())["outbound"] if s["kind"] == "video"}
+
+
+async def test_three_consumers_get_three_layers_and_one_switches(worker, lab_peer):
+    router = await worker.create_router(media_codecs=MEDIA_CODECS)
+    alice, bob = await lab_peer("alice"), await lab_peer("bob")
+    await alice.create_send_transport(router)
+    await bob.create_recv_transport(router)
+    video = await alice.produce("video", encodings=ENCODINGS)
+    assert video.type == "simulcast"
+    consumers = [await bob.consume(video.id, preferred_layers={"spatialLayer": s}) for s in range(3)]
+    assert [c.type for c in consumers] == ["simulcast"] * 3
+    widths = [160, 320, 640]
+
+    async def three_layers():
+        inbound = {s["consumerId"]: s for s in (await bob.stats())["inbound"]}
+        got = [(inbound.get(c.id) or {}).get("frameWidth", 0) for c in consumers]
+        frames = [(inbound.get(c.id) or {}).get("framesDecoded", 0) for c in consumers]
+        return got == widths and min(frames) >= 30, {"widths": got, "frames": frames, "out": await _outbound(alice)}
+
+    ok, info = await poll(three_layers, timeout_s=40.0)
+    assert ok, f"{info}\n{alice.console_tail()}\n{bob.console_tail()}"
+    assert [c.current_layers["spatialLayer"] for c in consumers] == [0, 1, 2]
+    stats = await video.get_stats()
+    assert sorted(s["rid"] for s in stats) == ["r0", "r1", "r2"]
+
+    first = consumers[0]
+    samples: list[tuple[float, int, int]] = []  # (monotonic s, framesDecoded, frameWidth)
+
+    async def sample():
+        s = await bob.evaluate(INBOUND_JS, first.id)
+        samples.append((time.monotonic(), s["framesDecoded"], s["frameWidth"]))
+        return s
+
+    async def switch_to(layer: int, width: int) -> float:
+        plis_before = (await _outbound(alice))["r2" if layer == 2 else "r0"]["pliCount"]
+        started = time.monotonic()
+        await first.set_preferred_layers(layer)
+        reached = None
+        while time.monotonic() - started < 6.0:
+            s = await sample()
+            if s["frameWidth"] == width and reached is None:
+                reached = time.monotonic() - started
+            if reached is not None and time.monotonic() - started > reached + 1.0:
+                break
+            await asyncio.sleep(0.1)
+        assert reached is not None, f"width never reached {width}: {samples[-5:]}"
+        plis_after = (await _outbound(alice))["r2" if layer == 2 else "r0"]["pliCount"]
+        assert plis_after > plis_before, "the switch's keyframe request did not reach the encoder"
+        return reached
+
+    for _ in range(5):  # a steady baseline
+        await sample()
+        await asyncio.sleep(0.1)
+    up_s = await switch_to(2, 640)
+    assert first.current_layers["spatialLayer"] == 2
+    down_s = await switch_to(0, 160)
+    for _ in range(5):
+        await sample()
+        await asyncio.sleep(0.1)
+    print(f"switch 0->2 after {up_s:.2f} s, 2->0 after {down_s:.2f} s")
+    assert up_s < 2.0 and down_s < 2.0, (up_s, down_s)
+    # decoding kept going: framesDecoded never stalled for more than 1 s
+    last_t, last_frames = samples[0][0], samples[0][1]
+    worst = 0.0
+    for t, frames, _w in samples[1:]:
+        if frames > last_frames:
+            worst = max(worst, t - last_t)
+            last_t, last_frames = t, frames
+    worst = max(worst, samples[-1][0] - last_t)
+    assert samples[-1][1] > samples[0][1]
+    assert worst <= 1.0, f"decoding stalled {worst:.2f} s: {samples}"
+    # the others kept their layers
+    inbound = {s["consumerId"]: s for s in (await bob.stats())["inbound"]}
+    assert [inbound[c.id]["frameWidth"] for c in consumers[1:]] == [320, 640]
+    router.close()
