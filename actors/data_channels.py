@@ -693,3 +693,370 @@ class TransportDataChannels:
             return
         self._events.append(("dcepopen", sid, {"label": opened.label, "protocol": opened.protocol,
                                                 "sctpStreamParameters": opened.to_sctp_stream_parameters(sid)}))
+
+
+# =============================================================================================
+# Actor wiring: DataProducers / DataConsumers on the transports and the router (issue 7)
+# =============================================================================================
+#
+# What the transports do (each in a delimited block of its own file):
+# - ``Transport`` (actors/webrtc_transport.py) inherits :class:`TransportDataMixin`, calls
+#   ``_init_data_channels(options)`` in its constructor, ``_sctp_on_timer(now_ms)`` at the end
+#   of ``on_timer``, ``_close_data_channels(cause)`` in ``close`` and returns
+#   :meth:`TransportDataMixin.sctp_describe` in ``describe``;
+# - a transport with SCTP overrides ``_send_sctp_packets(packets)`` (WebRtc: DTLS application
+#   data; Pipe/Plain: raw UDP) and feeds incoming SCTP packets to ``_sctp_receive``;
+# - the router keeps ``data_producers`` / ``data_consumers`` and calls
+#   :func:`close_data_producer` / :func:`close_data_consumer` (the close cascades).
+
+import uuid as _uuid
+
+
+def make_transport_data_channels(options: dict | None) -> TransportDataChannels | None:
+    """A :class:`TransportDataChannels` for transport options with ``enableSctp`` (mediasoup
+    ``numSctpStreams``, ``maxSctpMessageSize``, ``sctpSendBufferSize``), else None. Raises
+    TypeError naming a bad field."""
+    if not options:
+        return None
+    enable = options.get("enableSctp", False)
+    if not isinstance(enable, bool):
+        raise TypeError("enable_sctp must be a bool")
+    if not enable:
+        return None
+    kwargs: dict[str, Any] = {"num_sctp_streams": options.get("numSctpStreams")}
+    for key, name in (("maxSctpMessageSize", "max_sctp_message_size"), ("sctpSendBufferSize", "sctp_send_buffer_size")):
+        if options.get(key) is not None:
+            kwargs[name] = options[key]
+    return TransportDataChannels(**kwargs)
+
+
+def route_data_message(producer: DataProducerCore, ppid: int, payload: bytes, now_ms: int,
+                       subchannels: Iterable[int] | None = None, required_subchannel: int | None = None) -> int:
+    """Send one message of ``producer`` to all its DataConsumers (mediasoup
+    ``Router::OnTransportDataProducerMessageReceived``); returns how many took it. SCTP packets
+    are not flushed here: the transports touched are added to ``producer.dirty`` for
+    :func:`flush_dirty`."""
+    sent = 0
+    for dc in producer.consumers:
+        transport = dc.transport
+        if transport.closed:
+            continue
+        if transport._deliver_data(dc, ppid, payload, subchannels, required_subchannel, now_ms):
+            sent += 1
+        if transport.sctp is not None:
+            producer.dirty.add(transport)
+    return sent
+
+
+def flush_dirty(producer: DataProducerCore, now_ms: int) -> None:
+    """Flush the SCTP output of the transports :func:`route_data_message` wrote to."""
+    if producer.dirty:
+        dirty, producer.dirty = producer.dirty, set()
+        for transport in dirty:
+            if not transport.closed:
+                transport._sctp_flush(now_ms)
+
+
+def close_data_producer(router: Any, producer: DataProducerCore, *, notify_self: bool = False, now_ms: int | None = None) -> None:
+    """Close a DataProducer: its DataConsumers get ``dataproducerclose`` (mediasoup Router);
+    ``notify_self`` sends ``transportclose`` to its own handle."""
+    if producer.closed:
+        return
+    producer.closed = True
+    producer.transport._remove_data_producer(producer, now_ms)
+    router.data_producers.pop(producer.id, None)
+    router.worker.objects.pop(producer.id, None)
+    for dc in list(producer.consumers):
+        dc.data_producer_closed = True
+        close_data_consumer(router, dc, notify="dataproducerclose", now_ms=now_ms)
+    if notify_self:
+        router.worker.emit(producer.id, "transportclose", None)
+
+
+def close_data_consumer(router: Any, consumer: DataConsumerCore, *, notify: str | None = None, now_ms: int | None = None) -> None:
+    """Close a DataConsumer (its stream is reset); ``notify`` is the event its handle gets."""
+    if consumer.closed and consumer.id not in router.data_consumers:
+        return
+    try:
+        consumer.data_producer.consumers.remove(consumer)
+    except ValueError:
+        pass
+    consumer.transport._remove_data_consumer(consumer, now_ms)
+    consumer.closed = True
+    router.data_consumers.pop(consumer.id, None)
+    router.worker.objects.pop(consumer.id, None)
+    if notify:
+        router.worker.emit(consumer.id, notify, None)
+
+
+def set_data_producer_paused(router: Any, producer: DataProducerCore, paused: bool) -> None:
+    """``dataProducer.pause/resume``: its consumers get ``dataproducerpause|resume``."""
+    if not (producer.pause() if paused else producer.resume()):
+        return
+    event = "dataproducerpause" if paused else "dataproducerresume"
+    for dc in producer.consumers:
+        if dc.set_data_producer_paused(paused):
+            router.worker.emit(dc.id, event, None)
+
+
+def router_data_dump(router: Any) -> dict[str, Any]:
+    """The data part of mediasoup's ``RouterDump``."""
+    return {
+        "mapDataProducerIdDataConsumerIds": [{"key": p.id, "values": [c.id for c in p.consumers]}
+                                             for p in router.data_producers.values()],
+        "mapDataConsumerIdDataProducerId": [{"key": c.id, "value": c.data_producer_id}
+                                            for c in router.data_consumers.values()],
+    }
+
+
+def _opt_int(data: dict, key: str) -> int | None:
+    v = data.get(key)
+    if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+        raise TypeError(f"{key} must be an integer")
+    return v
+
+
+class TransportDataMixin:
+    """DataProducers / DataConsumers of one in-actor transport (mediasoup ``Transport``
+    ``produceData`` / ``consumeData`` and the SCTP plumbing). Mixed into ``Transport``; uses its
+    ``router``, ``worker``, ``kind``, ``drops``, ``closed``, ``wake_timer``."""
+
+    sctp: TransportDataChannels | None = None
+
+    def _init_data_channels(self, options: dict | None) -> None:
+        self.data_producers: dict[str, DataProducerCore] = {}
+        self.data_consumers: dict[str, DataConsumerCore] = {}
+        self.sctp = make_transport_data_channels(options)
+        self.sctp_packets_received = self.sctp_packets_sent = 0
+
+    # ------------------------------------------------------------------ produce / consume
+    def produce_data(self, data: dict, now_ms: int) -> dict:
+        """mediasoup ``transport.produceData()``. ``data``: ``{id?, sctpStreamParameters
+        (not on a DirectTransport), label?, protocol?, paused?}``. Returns the dump. Raises
+        TypeError (bad field, SCTP not enabled), ValueError (id or streamId in use)."""
+        self._check_open()
+        producer_id = data.get("id") or str(_uuid.uuid4())
+        if not isinstance(producer_id, str):
+            raise TypeError("id must be a string")
+        if producer_id in self.router.data_producers:
+            raise ValueError(f"id: a data producer with id {producer_id!r} already exists")
+        direct = self.kind == "direct"
+        if not direct and self.sctp is None:
+            raise TypeError("enable_sctp: SCTP is not enabled on this transport")
+        params = None if direct else data.get("sctpStreamParameters")
+        if not direct and params is None:
+            raise TypeError("sctp_stream_parameters are required")
+        producer = DataProducerCore(data_producer_id=producer_id, type="direct" if direct else "sctp",
+                                    sctp_stream_parameters=params, label=data.get("label") or "",
+                                    protocol=data.get("protocol") or "", paused=bool(data.get("paused", False)))
+        if self.sctp is not None:
+            self.sctp.add_data_producer(producer)
+        producer.transport = self
+        producer.consumers = []
+        producer.dirty = set()
+        self.data_producers[producer.id] = producer
+        self.router.data_producers[producer.id] = producer
+        self.worker.objects[producer.id] = producer
+        return producer.dump()
+
+    def consume_data(self, data: dict, now_ms: int) -> dict:
+        """mediasoup ``transport.consumeData()``. ``data``: ``{dataProducerId, ordered?,
+        maxPacketLifeTime?, maxRetransmits?, paused?, subchannels?}``. Returns the dump. Raises
+        TypeError (bad field, SCTP not enabled), ValueError (unknown data producer),
+        RuntimeError (no free stream id)."""
+        self._check_open()
+        dp_id = data.get("dataProducerId")
+        if not isinstance(dp_id, str) or not dp_id:
+            raise TypeError("data_producer_id must be a non-empty string")
+        producer = self.router.data_producers.get(dp_id)
+        if producer is None:
+            raise ValueError(f"data_producer_id: no data producer with id {dp_id!r} in this router")
+        paused = data.get("paused", False)
+        if not isinstance(paused, bool):
+            raise TypeError("paused must be a boolean")
+        consumer_id = str(_uuid.uuid4())
+        if self.kind == "direct":
+            consumer = DataConsumerCore(data_consumer_id=consumer_id, data_producer=producer, type="direct",
+                                        sctp_stream_parameters=None, paused=paused, subchannels=data.get("subchannels"),
+                                        max_message_size=getattr(self, "max_message_size", 262144) or 262144)
+        else:
+            if self.sctp is None:
+                raise TypeError("enable_sctp: SCTP is not enabled on this transport")
+            ordered = data.get("ordered")
+            if ordered is not None and not isinstance(ordered, bool):
+                raise TypeError("ordered must be a boolean")
+            consumer = self.sctp.add_data_consumer(
+                data_consumer_id=consumer_id, data_producer=producer, ordered=ordered,
+                max_packet_life_time=_opt_int(data, "maxPacketLifeTime"),
+                max_retransmits=_opt_int(data, "maxRetransmits"), paused=paused,
+                subchannels=data.get("subchannels"), now_ms=now_ms)
+        consumer.transport = self
+        consumer.data_producer = producer
+        producer.consumers.append(consumer)
+        self.data_consumers[consumer.id] = consumer
+        self.router.data_consumers[consumer.id] = consumer
+        self.worker.objects[consumer.id] = consumer
+        if self.sctp is not None:
+            self._sctp_flush(now_ms)
+        return consumer.dump()
+
+    def _remove_data_producer(self, producer: DataProducerCore, now_ms: int | None) -> None:
+        self.data_producers.pop(producer.id, None)
+        if self.sctp is not None and producer.type == "sctp":
+            self.sctp.remove_data_producer(producer, now_ms)
+            self._sctp_flush_quietly(now_ms)
+
+    def _remove_data_consumer(self, consumer: DataConsumerCore, now_ms: int | None) -> None:
+        self.data_consumers.pop(consumer.id, None)
+        if self.sctp is not None and consumer.type == "sctp":
+            self.sctp.remove_data_consumer(consumer, now_ms)
+            self._sctp_flush_quietly(now_ms)
+        consumer.closed = True
+
+    # ------------------------------------------------------------------ message path
+    def _deliver_data(self, consumer: DataConsumerCore, ppid: int, payload: bytes, subchannels, required_subchannel,
+                      now_ms: int) -> bool:
+        """One message to one of our DataConsumers: SCTP to the remote, or (direct) the
+        ``message`` event / the in-actor handler's ``on_data_message(data_consumer_id, payload,
+        ppid)``."""
+        if consumer.type == "sctp":
+            sctp = self.sctp
+            return sctp is not None and sctp.send(consumer, ppid, payload, subchannels=subchannels,
+                                                  required_subchannel=required_subchannel, now_ms=now_ms)
+        if not consumer.accept(ppid, payload, subchannels, required_subchannel):
+            return False
+        handler = getattr(self, "handler", None)
+        if handler is not None and hasattr(handler, "on_data_message"):
+            self._call_hook("on_data_message", consumer.id, payload, ppid)
+        else:
+            self.worker.emit(consumer.id, "message", (payload, ppid))
+        return True
+
+    def producer_send_data(self, producer: DataProducerCore, messages: list, now_ms: int) -> int:
+        """``dataProducer.send()`` of a direct DataProducer, batched by the driver:
+        ``messages`` = ``[(payload bytes, ppid, subchannels | None, requiredSubchannel | None)]``.
+        Returns how many consumer deliveries were made."""
+        self._check_open()
+        if producer.type != "direct":
+            raise InvalidStateError("send(): only a DataProducer of a DirectTransport sends from Python")
+        n = 0
+        for payload, ppid, subchannels, required in messages:
+            if producer.receive_message(ppid, payload):
+                n += route_data_message(producer, ppid, bytes(payload), now_ms, subchannels, required)
+        flush_dirty(producer, now_ms)
+        return n
+
+    def data_consumer_send(self, consumer: DataConsumerCore, payload: bytes, ppid: int, now_ms: int) -> bool:
+        """``dataConsumer.send(message, ppid)``: a message from Python to the consumer's remote
+        endpoint (SCTP DataConsumers only, as mediasoup)."""
+        self._check_open()
+        if consumer.type != "sctp" or self.sctp is None:
+            raise InvalidStateError("send(): only an SCTP DataConsumer sends to its endpoint")
+        ok = self.sctp.send(consumer, ppid, payload, now_ms=now_ms)
+        self._sctp_flush(now_ms)
+        return ok
+
+    # ------------------------------------------------------------------ SCTP plumbing
+    def _send_sctp_packets(self, packets: list[bytes]) -> None:  # pragma: no cover - overridden
+        self.drops["sctp_no_path"] += len(packets)
+
+    def _sctp_start(self, is_client: bool, now_ms: int, initiate: bool | None = None) -> None:
+        """Create and start the association (DTLS connected, or a pipe/plain transport
+        connected)."""
+        if self.sctp is not None and self.sctp.association is None and not self.closed:
+            self.sctp.start(is_dtls_client=is_client, now_ms=now_ms, initiate=initiate)
+            self._sctp_flush(now_ms)
+
+    def _sctp_receive(self, packet: bytes, now_ms: int) -> None:
+        """One incoming SCTP packet: route the messages it completes, then flush."""
+        sctp = self.sctp
+        if sctp is None:
+            self.drops["sctp_not_enabled"] += 1
+            return
+        self.sctp_packets_received += 1
+        routed = sctp.receive(packet, now_ms)
+        if routed:
+            self._route(routed, now_ms)
+        self._sctp_flush(now_ms)
+
+    def _route(self, routed: list, now_ms: int) -> None:
+        producers = set()
+        for producer, ppid, payload in routed:
+            route_data_message(producer, ppid, payload, now_ms)
+            producers.add(producer)
+        for producer in producers:
+            flush_dirty(producer, now_ms)
+
+    def _sctp_flush(self, now_ms: int | None = None) -> None:
+        """Send what the association built, turn its events into notifications, plan the timer."""
+        sctp = self.sctp
+        if sctp is None:
+            return
+        packets = sctp.datagrams_to_send()
+        if packets:
+            self.sctp_packets_sent += len(packets)
+            self._send_sctp_packets(packets)
+        emit = self.worker.emit
+        for ev in sctp.drain_events():
+            kind = ev[0]
+            if kind == "sctpstatechange":
+                emit(self.id, "sctpstatechange", ev[1])
+            elif kind == "bufferedamountlow":
+                emit(ev[1], "bufferedamountlow", ev[2])
+            elif kind == "sctpsendbufferfull":
+                emit(ev[1], "sctpsendbufferfull", None)
+            else:  # dcepopen / streamreset: counted (no DataProducer is made for in-band channels)
+                self.drops["sctp_" + kind] += 1
+        self.wake_timer(sctp.next_timer_ms())
+
+    def _sctp_flush_quietly(self, now_ms: int | None) -> None:
+        try:
+            self._sctp_flush(now_ms)
+        except Exception:
+            self.drops["sctp_flush_error"] += 1
+
+    def _sctp_on_timer(self, now_ms: int) -> None:
+        """From ``on_timer``: run the association's due timers."""
+        sctp = self.sctp
+        if sctp is None or sctp.association is None:
+            return
+        t = sctp.next_timer_ms()
+        if t is not None and t <= now_ms:
+            routed = sctp.handle_timer(now_ms)
+            if routed:
+                self._route(routed, now_ms)
+            self._sctp_flush(now_ms)
+        else:
+            self.wake_timer(t)
+
+    def _close_data_channels(self, cause: str) -> None:
+        """From ``close``: the data producers (their consumers elsewhere get
+        ``dataproducerclose``) and consumers, then ABORT the association."""
+        router = self.router
+        notify = cause != "user"
+        for producer in list(self.data_producers.values()):
+            close_data_producer(router, producer, notify_self=notify)
+        for consumer in list(self.data_consumers.values()):
+            close_data_consumer(router, consumer, notify="transportclose" if notify else None)
+        if self.sctp is not None:
+            self.sctp.close()
+            self._sctp_flush_quietly(None)
+
+    # ------------------------------------------------------------------ info
+    def sctp_describe(self) -> dict[str, Any]:
+        """``{sctpParameters, sctpState}`` (both None without SCTP)."""
+        if self.sctp is None:
+            return {"sctpParameters": None, "sctpState": None}
+        return {"sctpParameters": self.sctp.sctp_parameters, "sctpState": self.sctp.sctp_state}
+
+    def data_dump(self) -> dict[str, Any]:
+        """The data fields of mediasoup's ``BaseTransportDump``."""
+        out: dict[str, Any] = {"dataProducerIds": list(self.data_producers),
+                               "dataConsumerIds": list(self.data_consumers)}
+        if self.sctp is not None:
+            d = self.sctp.dump()
+            out.update(sctpParameters=d["sctpParameters"], sctpState=d["sctpState"],
+                       sctpListener=d["sctpListener"], maxMessageSize=d["maxMessageSize"])
+            if self.sctp.association is not None:
+                out["sctpAssociation"] = self.sctp.association.info()
+        return out

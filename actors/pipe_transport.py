@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from raysfu.transport.demux import is_rtcp
 from raysfu.transport.errors import InvalidStateError, PacketParseError, UnsupportedError
 from raysfu.transport.srtp import SrtpSession, generate_srtp_parameters
+from raysfu.transport.sctp import looks_like_sctp  # data channels (issue 7)
 
 from .webrtc_transport import SEND_BUFFER, SEND_VIEW, Transport, _check_ip, _UdpProtocol, bind_udp, validate_listen_info
 
@@ -39,8 +40,7 @@ def validate_pipe_transport_options(options: dict) -> dict:
     if info is None:
         raise TypeError("listen_info must be a dict")
     info = validate_listen_info(info, "listen_info")
-    if options.get("enableSctp"):
-        raise UnsupportedError("enable_sctp: data channels over a pipe are not supported yet")
+    # --- data channels (issue 7): enableSctp & co are checked by make_transport_data_channels ---
     for key in ("enableRtx", "enableSrtp"):
         if not isinstance(options.get(key, False), bool):
             raise TypeError(f"{key} must be a bool")
@@ -65,6 +65,7 @@ class PipeTransport(Transport):
         self.local_port = 0
         self.remote: tuple[str, int] | None = None
         self.connected = False
+        self._init_data_channels(options)  # data channels (issue 7): SCTP raw over the UDP socket
 
     async def open(self) -> None:
         sock = bind_udp(self.listen_info)
@@ -109,6 +110,10 @@ class PipeTransport(Transport):
             raise TypeError("srtp_parameters given but SRTP is not enabled on this pipe transport")
         self.remote = (ip, port)
         self.connected = True
+        # --- data channels (issue 7): both ends initiate (INIT collision, as mediasoup's pipes) ---
+        if self.sctp is not None:
+            self._sctp_start((self.listen_info["ip"], self.local_port) < self.remote, now_ms, initiate=True)
+        # --- end data channels ---
         return {"tuple": self.tuple}
 
     # ------------------------------------------------------------------ datagrams
@@ -118,6 +123,11 @@ class PipeTransport(Transport):
             return
         self.bytes_received += len(data)
         if len(data) < 8 or not 127 < data[0] < 192:
+            # --- data channels (issue 7): SCTP packets travel raw (mediasoup) ---
+            if self.sctp is not None and looks_like_sctp(data):
+                self._sctp_receive(data, self.worker.now_ms())
+                return
+            # --- end data channels ---
             self.drops["not_rtp_or_rtcp"] += 1
             return
         now_ms = self.worker.now_ms()
@@ -164,6 +174,15 @@ class PipeTransport(Transport):
         self.rtp_bytes_sent += n
         self.rtp_packets_sent += 1
 
+    # --- data channels (issue 7) ---
+    def _send_sctp_packets(self, packets: list[bytes]) -> None:
+        if not self.connected:
+            self.drops["sctp_not_connected"] += len(packets)
+            return
+        for packet in packets:
+            self._send(packet)
+    # --- end data channels ---
+
     def send_rtcp(self, packet: bytes) -> None:
         if not self.connected:
             return
@@ -189,8 +208,7 @@ class PipeTransport(Transport):
             "tuple": self.tuple,
             "srtpParameters": self.srtp_parameters,
             "rtx": self.enable_rtx,
-            "sctpParameters": None,
-            "sctpState": None,
+            **self.sctp_describe(),  # data channels (issue 7)
         }
 
     def get_stats(self, now_ms: int) -> list[dict]:

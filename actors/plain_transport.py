@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from raysfu.transport.errors import InvalidStateError, PacketParseError, UnsupportedError
 from raysfu.transport.srtp import SRTP_CRYPTO_SUITES, SrtpSession, generate_srtp_parameters
+from raysfu.transport.sctp import looks_like_sctp  # data channels (issue 7)
 
 from .webrtc_transport import (
     SEND_BUFFER,
@@ -84,8 +85,7 @@ def validate_plain_transport_options(options: dict) -> dict:
         rtcp_info = _plain_listen_info(rtcp_info, "rtcp_listen_info")
     else:
         rtcp_info = dict(info, port=0)  # the same address; never the RTP port itself
-    if options.get("enableSctp"):
-        raise UnsupportedError("enable_sctp: data channels over a PlainTransport are not supported yet")
+    # --- data channels (issue 7): enableSctp & co are checked by make_transport_data_channels ---
     suite = options.get("srtpCryptoSuite", DEFAULT_SRTP_CRYPTO_SUITE)
     if suite not in SRTP_CRYPTO_SUITES:
         raise TypeError(f"srtp_crypto_suite must be one of {sorted(SRTP_CRYPTO_SUITES)}")
@@ -140,6 +140,7 @@ class PlainTransport(Transport):
         self.rtcp_remote: tuple | None = None  # without rtcp-mux
         self.rtcp_remote_socket: _UdpProtocol | None = None
         self.connect_called = False
+        self._init_data_channels(options)  # data channels (issue 7): SCTP raw over the RTP socket
 
     async def open(self) -> None:
         """Bind the RTP socket (and the RTCP one without rtcp-mux). Raises ``OSError``."""
@@ -234,12 +235,21 @@ class PlainTransport(Transport):
             self.remote, self.remote_socket = remote, self.rtp_socket
         if rtcp_remote is not None:
             self.rtcp_remote, self.rtcp_remote_socket = rtcp_remote, self.rtcp_socket
+        # --- data channels (issue 7) ---
+        if self.sctp is not None and remote is not None:
+            self._sctp_start(False, now_ms, initiate=True)
+        # --- end data channels ---
         return {"tuple": self.tuple, "rtcpTuple": self.rtcp_tuple, "srtpParameters": self.srtp_parameters}
 
     # ------------------------------------------------------------------ datagrams
     def datagram_received(self, data: bytes, addr, protocol) -> None:
         self.bytes_received += len(data)
         if len(data) < 8 or not 127 < data[0] < 192:
+            # --- data channels (issue 7): SCTP packets travel raw (mediasoup) ---
+            if self.sctp is not None and looks_like_sctp(data):
+                self._plain_sctp_received(data, addr, protocol)
+                return
+            # --- end data channels ---
             self.drops["not_rtp_or_rtcp"] += 1
             return
         rtcp = 191 < data[1] < 224  # RFC 5761 §4
@@ -292,6 +302,35 @@ class PlainTransport(Transport):
                 return True
         self.drops["rtcp_unknown_remote"] += 1
         return False
+
+    # --- data channels (issue 7) ---
+    def _plain_sctp_received(self, data: bytes, addr, protocol) -> None:
+        if self.remote is None:
+            if not self.comedia:
+                self.drops["sctp_not_connected"] += 1
+                return
+            self._learn_tuple(addr, protocol)
+        elif protocol is not self.remote_socket or (addr != self.remote and addr[:2] != self.remote):
+            self.drops["sctp_unknown_remote"] += 1
+            return
+        now_ms = self.worker.now_ms()
+        if self.sctp.association is None:
+            self._sctp_start(False, now_ms, initiate=False)
+        self._sctp_receive(data, now_ms)
+
+    def _send_sctp_packets(self, packets: list[bytes]) -> None:
+        remote, sock = self.remote, self.remote_socket
+        if remote is None or sock is None or sock.sendto is None:
+            self.drops["sctp_not_connected"] += len(packets)
+            return
+        for packet in packets:
+            try:
+                sock.sendto(packet, remote)
+            except OSError:
+                self.drops["send_error"] += 1
+                continue
+            self.bytes_sent += len(packet)
+    # --- end data channels ---
 
     def _learn_tuple(self, addr, protocol) -> None:
         self.remote, self.remote_socket = tuple(addr[:2]), protocol
@@ -361,8 +400,7 @@ class PlainTransport(Transport):
             "tuple": self.tuple,
             "rtcpTuple": self.rtcp_tuple,
             "srtpParameters": self.srtp_parameters,
-            "sctpParameters": None,
-            "sctpState": None,
+            **self.sctp_describe(),  # data channels (issue 7)
         }
 
     def get_stats(self, now_ms: int) -> list[dict]:

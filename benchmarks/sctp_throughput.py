@@ -12,6 +12,10 @@ Both ends run in this process, so "CPU per MB" (getrusage user+system) covers se
 
 Run: ``.venv/bin/python -m benchmarks.sctp_throughput --seconds 5 [--size 16384] [--json]``
 
+In Chromium (real stacks, loopback UDP): ``--pairs browser->raysfu->browser,browser->browser``
+(mediasoup-client DataProducer → raysfu WorkerActor → DataConsumer in another page; and two
+pages with a plain RTCPeerConnection data channel, signaled through ``page.evaluate``).
+
 The helpers (:class:`FakeDtlsTransport`, :class:`AssociationDriver`, :func:`connect_ours_pair`,
 :func:`pump`) are reused by ``tests/unit/test_sctp.py`` and ``tests/unit/test_dcep.py`` for the
 interoperability tests against aiortc.
@@ -325,6 +329,145 @@ async def _bench_aiortc_pair(seconds: float, size: int) -> dict:
     return _result("aiortc", counts["bytes"], counts["messages"], wall, cpu, None)
 
 
+# ------------------------------------------------------------------------------------------
+# In Chromium: browser -> raysfu -> browser, and browser -> browser (RTCPeerConnection)
+# ------------------------------------------------------------------------------------------
+#
+# Real stacks on this machine: Chromium's SCTP (dcsctp) in the pages, raysfu's association in a
+# WorkerActor. The sending page keeps its data channel's bufferedAmount between 1 and 4 MiB
+# (as a file transfer would); the receiving page counts bytes. Figures are receiver goodput over
+# the run (first to last byte). CPU: the worker's getrusage (raysfu) over the run.
+
+_SEND_JS = """async ({size, seconds, get}) => {
+  const ch = eval(get);
+  const buf = new Uint8Array(size);
+  const end = performance.now() + seconds * 1000;
+  let sent = 0;
+  ch.bufferedAmountLowThreshold = 1 << 20;
+  const fill = () => { while (ch.bufferedAmount < (4 << 20) && performance.now() < end) { ch.send(buf); sent += size; } };
+  await new Promise((resolve) => {
+    const onLow = () => { fill(); if (performance.now() >= end) resolve(); };
+    if (ch.on) ch.on('bufferedamountlow', onLow); else ch.addEventListener('bufferedamountlow', onLow);
+    fill();
+    const chk = setInterval(() => { fill(); if (performance.now() >= end) { clearInterval(chk); resolve(); } }, 50);
+  });
+  return sent;
+}"""
+
+_COUNT_JS = """(get) => {
+  const ch = eval(get);
+  window.rx = {bytes: 0, first: 0, last: 0};
+  const on = (m) => {
+    const n = m.byteLength || m.size || m.length || 0;
+    const t = performance.now();
+    if (!window.rx.bytes) window.rx.first = t;
+    window.rx.bytes += n; window.rx.last = t;
+  };
+  if (ch.on) ch.on('message', on); else ch.addEventListener('message', (e) => on(e.data));
+}"""
+
+
+async def _measure(sender_page, receiver_page, send_get: str, recv_get: str, seconds: float, size: int) -> tuple[int, float, int]:
+    await receiver_page.evaluate(_COUNT_JS, recv_get)
+    sent = await sender_page.evaluate(_SEND_JS, {"size": size, "seconds": seconds, "get": send_get})
+    deadline = time.monotonic() + 20
+    rx = await receiver_page.evaluate("window.rx")
+    while rx["bytes"] < sent and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        rx = await receiver_page.evaluate("window.rx")
+    wall = max(1e-3, (rx["last"] - rx["first"]) / 1000)
+    return rx["bytes"], wall, sent
+
+
+async def _bench_browser(seconds: float, size: int, pairs: tuple[str, ...]) -> list[dict]:
+    import os
+
+    for k, v in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_AUTH_MODE", "disabled"), ("RAY_USAGE_STATS_ENABLED", "0")):
+        os.environ.setdefault(k, v)
+    from aiohttp import web
+    from playwright.async_api import async_playwright
+
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, DEMO_DIR, _ensure_bundle
+    from tests.e2e.lab import LabPeer
+
+    _ensure_bundle()
+    app = web.Application()
+    app.router.add_static("/", DEMO_DIR / "static", show_index=False)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/lab.html"  # type: ignore[union-attr]
+    pw = await async_playwright().start()
+    browser = await pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                       args=CHROMIUM_ARGS + ["--disable-features=WebRtcHideLocalIpsWithMdns",
+                                                                   "--disable-background-timer-throttling",
+                                                                   "--disable-renderer-backgrounding",
+                                                                   "--disable-backgrounding-occluded-windows"])
+    results = []
+    try:
+        async def page(name: str) -> LabPeer:
+            ctx = await browser.new_context()
+            peer = LabPeer(name, await ctx.new_page())
+            await peer._open(url)
+            return peer
+
+        if "browser->raysfu->browser" in pairs:
+            from raysfu.actors import create_worker
+
+            worker = await create_worker()
+            try:
+                router = await worker.create_router(media_codecs=[])
+                alice, bob = await page("alice"), await page("bob")
+                await alice.load(router)
+                await bob.load(router)
+                await alice.create_send_transport(router, enable_sctp=True)
+                await bob.create_recv_transport(router, enable_sctp=True)
+                dp = await alice.produce_data(label="bench")
+                dc = await bob.consume_data(dp.id)
+                ru0 = await worker.get_resource_usage()
+                nbytes, wall, sent = await _measure(alice.page, bob.page, f"lab.dataProducers.get('{dp.id}')",
+                                                    f"lab.dataConsumers.get('{dc.id}')", seconds, size)
+                ru1 = await worker.get_resource_usage()
+                cpu = (ru1["ru_utime"] + ru1["ru_stime"] - ru0["ru_utime"] - ru0["ru_stime"]) / 1000
+                r = _result("browser->raysfu->browser", nbytes, nbytes // size, wall, cpu, None)
+                r["cpu_of"] = "raysfu worker"
+                r["sent_MB"] = round(sent / 1e6, 2)
+                results.append(r)
+                await alice.page.context.close()
+                await bob.page.context.close()
+            finally:
+                worker.close()
+                await asyncio.sleep(0.3)
+
+        if "browser->browser" in pairs:
+            a, b = await page("a"), await page("b")
+            setup = """async (remote) => {
+              window.pc = new RTCPeerConnection();
+              if (!remote) { window.ch = pc.createDataChannel('bench'); window.ch.binaryType = 'arraybuffer'; }
+              else { pc.ondatachannel = (e) => { window.ch = e.channel; window.ch.binaryType = 'arraybuffer'; }; }
+              if (!remote) { await pc.setLocalDescription(await pc.createOffer()); }
+              else { await pc.setRemoteDescription(remote); await pc.setLocalDescription(await pc.createAnswer()); }
+              await new Promise(r => { if (pc.iceGatheringState === 'complete') r(); else pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r(); });
+              return {type: pc.localDescription.type, sdp: pc.localDescription.sdp};
+            }"""
+            offer = await a.page.evaluate(setup, None)
+            answer = await b.page.evaluate(setup, offer)
+            await a.page.evaluate("async (ans) => { await pc.setRemoteDescription(ans); "
+                                  "if (ch.readyState !== 'open') await new Promise(r => ch.onopen = r); }", answer)
+            await b.page.wait_for_function("window.ch && window.ch.readyState === 'open'", timeout=15000)
+            nbytes, wall, sent = await _measure(a.page, b.page, "window.ch", "window.ch", seconds, size)
+            r = _result("browser->browser", nbytes, nbytes // size, wall, 0.0, None)
+            r["cpu_ms_per_MB"] = r["MB_per_cpu_s"] = None
+            r["sent_MB"] = round(sent / 1e6, 2)
+            results.append(r)
+    finally:
+        await browser.close()
+        await pw.stop()
+        await runner.cleanup()
+    return results
+
+
 def _result(name: str, nbytes: int, messages: int, wall: float, cpu: float, stats: dict | None) -> dict:
     mb = nbytes / 1e6
     out = {
@@ -347,7 +490,10 @@ def run(seconds: float = 5.0, size: int = 16384, pairs: tuple[str, ...] = ("ours
     """Run the chosen pairs; returns one result dict each (``pair, messages, MB, seconds,
     MB_per_s, Mbit_per_s, cpu_ms_per_MB``)."""
     results = []
+    browser_pairs = tuple(p for p in pairs if p in ("browser->raysfu->browser", "browser->browser"))
     for pair in pairs:
+        if pair in browser_pairs:
+            continue
         if pair == "ours":
             results.append(bench_ours(seconds, size))
         elif pair == "ours->aiortc":
@@ -358,6 +504,8 @@ def run(seconds: float = 5.0, size: int = 16384, pairs: tuple[str, ...] = ("ours
             results.append(asyncio.run(_bench_aiortc_pair(seconds, size)))
         else:
             raise ValueError(f"pairs: unknown pair {pair!r}")
+    if browser_pairs:
+        results.extend(asyncio.run(_bench_browser(seconds, size, browser_pairs)))
     return results
 
 

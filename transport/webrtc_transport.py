@@ -100,6 +100,7 @@ class WebRtcTransportCore:
         self.closed = False
         self.drops: Counter[str] = Counter()
         self.connect_called = False
+        self._application_data: list[bytes] = []  # data channels (issue 7)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -253,6 +254,27 @@ class WebRtcTransportCore:
             self.dtls.handle_timer(now_ms)
             self._after_dtls()
 
+    # --- data channels (issue 7) ---------------------------------------------------------------
+    def drain_application_data(self) -> list[bytes]:
+        """DTLS application data received since the last call (SCTP packets, RFC 8261)."""
+        data, self._application_data = self._application_data, []
+        return data
+
+    def send_application_data(self, packets: list[bytes]) -> None:
+        """Send SCTP packets as DTLS application data records; the datagrams come out of
+        :meth:`datagrams_to_send`. Dropped and counted unless DTLS is connected."""
+        dtls = self.dtls
+        if dtls is None or self._dtls_state != "connected":
+            self.drops["sctp_before_dtls"] += len(packets)
+            return
+        for packet in packets:
+            try:
+                dtls.send_application_data(packet)
+            except (InvalidStateError, ValueError):
+                self.drops["sctp_send_failed"] += 1
+        self._flush_dtls()
+    # --- end data channels ------------------------------------------------------------------------
+
     def protect_rtp(self, packet: bytes) -> bytes:
         return self.srtp.protect_rtp(packet)  # type: ignore[union-attr]
 
@@ -302,7 +324,10 @@ class WebRtcTransportCore:
                     local_key, remote_key = dtls.srtp_keys()
                     self.srtp = SrtpSession(dtls.srtp_crypto_suite, local_key, remote_key)
                 self._set_dtls_state(value)
-            # application data (SCTP) is handled by a later issue
+            # --- data channels (issue 7) ---
+            elif name == "application_data":  # SCTP packets (RFC 8261), pulled by the actor
+                self._application_data.append(value)
+            # --- end data channels ---
 
     def _set_dtls_state(self, state: str) -> None:
         if state != self._dtls_state:

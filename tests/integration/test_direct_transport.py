@@ -77,9 +77,7 @@ async def test_bad_arguments_and_unsupported_calls(router):
     for setter in (t.set_max_incoming_bitrate, t.set_max_outgoing_bitrate, t.set_min_outgoing_bitrate):
         with pytest.raises(UnsupportedError):
             await setter(100000)
-    with pytest.raises(UnsupportedError, match="data"):
-        await t.produce_data(label="foo")
-    with pytest.raises(UnsupportedError, match="data"):
+    with pytest.raises(ValueError, match="data_producer_id"):  # data channels: test_data_channels.py
         await t.consume_data(data_producer_id="x")
     with pytest.raises(InvalidStateError, match="handler"):
         await t.call_handler("stats")
