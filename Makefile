@@ -20,11 +20,11 @@ DEMO_ARGS   ?=
 APT         := DEBIAN_FRONTEND=noninteractive apt-get
 RAY_ENV     := RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
 
-.PHONY: all setup demo test test-plain chromium ffmpeg bundle clean
+.PHONY: all setup demo test test-plain chromium ffmpeg nftables bundle clean
 
 all: setup
 
-setup: $(PY_STAMP) chromium ffmpeg $(BUNDLE)
+setup: $(PY_STAMP) chromium ffmpeg nftables $(BUNDLE)
 
 # ---- Python: .venv with the package (editable) and its dev extras; redone when pyproject changes
 $(PY_STAMP): pyproject.toml
@@ -42,6 +42,10 @@ chromium:
 # ---- RTP tools for the PlainTransport tests: Debian's ffmpeg (ffmpeg + ffprobe)
 ffmpeg:
 	@if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then $(APT) update && $(APT) install -y ffmpeg; fi
+
+# ---- nftables: the ICE-TCP browser test drops UDP with nft inside its loopback-only namespace
+nftables:
+	@if ! command -v nft >/dev/null; then $(APT) update && $(APT) install -y nftables; fi
 
 # ---- Web client: npm ci in demo/ and the esbuild bundle
 $(NODE_STAMP): demo/package.json demo/package-lock.json
