@@ -1,0 +1,114 @@
+"""Bandwidth estimation on a real WebRtcTransport (issue 6 item 1, 3, 4): transport-cc feedback
+goes back to a publisher, feedback from a subscriber moves ``availableOutgoingBitrate`` and
+raises ``bwe`` trace events, probation packets go out on SSRC 1234 / PT 127 with a
+transport-wide seq, ``set_max_incoming_bitrate`` sends REMB, and bad arguments are refused."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from raysfu.bwe.twcc import TwccRecorder, parse_feedback
+from raysfu.transport import rtcp
+from raysfu.transport.errors import UnsupportedError
+from raysfu.transport.rtp import build_rtp, find_extension, parse_rtp_header, read_transport_seq
+
+from .conftest import wait_for
+from .test_forwarding import VP8_DELTA, VP8_KEY, publish_and_subscribe
+
+TWCC_ID = 3
+
+
+def vp8_twcc(seq: int, ts: int, twcc_seq: int, *, key: bool = False) -> bytes:
+    return build_rtp(96, seq & 0xFFFF, ts, 11111111, VP8_KEY if key else VP8_DELTA, marker=True,
+                     extensions=[(4, b"0"), (TWCC_ID, (twcc_seq & 0xFFFF).to_bytes(2, "big"))])
+
+
+def rtcp_items(peer) -> list[tuple]:
+    out = []
+    for packet in peer.received_rtcp:
+        try:
+            out.extend(rtcp.parse_rtcp(packet))
+        except ValueError:
+            pass
+    return out
+
+
+async def test_publisher_gets_transport_cc_feedback_for_every_packet(router):
+    t_pub, t_sub, pub, sub, producer, consumer = await publish_and_subscribe(router)
+    for i in range(50):
+        pub.send_rtp(vp8_twcc(100 + i, 3000 * i, 500 + i, key=(i == 0)))
+        await asyncio.sleep(0.004)
+    assert await wait_for(lambda: any(it[0] == "twcc" for it in rtcp_items(pub)), 3.0)
+    await asyncio.sleep(0.3)  # the last interval's feedback
+    acked = set()
+    for item in rtcp_items(pub):
+        if item[0] == "twcc":
+            for seq, delta_us in parse_feedback(item[3])[4]:
+                if delta_us is not None:
+                    acked.add(seq)
+    assert set(range(500, 550)) <= acked, sorted(set(range(500, 550)) - acked)[:10]
+    for p in (pub, sub):
+        p.close()
+
+
+async def test_subscriber_feedback_drives_the_estimate_and_trace_events(router):
+    t_pub, t_sub, pub, sub, producer, consumer = await publish_and_subscribe(router)
+    traces = []
+    t_sub.on("trace", traces.append)
+    await t_sub.enable_trace_event(["bwe", "probation"])
+    before = (await t_sub.get_stats())[0]["availableOutgoingBitrate"]
+    assert before == 600_000
+    recorder = TwccRecorder(sender_ssrc=0xABC, interval_us=50_000)
+    out_id = next(e["id"] for e in consumer.rtp_parameters["headerExtensions"] if e["uri"].endswith("transport-wide-cc-extensions-01"))
+    seen = 0
+    loop = asyncio.get_running_loop()
+    for i in range(400):  # ~4 s of a ~1 Mbps stream, every packet acknowledged at arrival
+        pub.send_rtp(vp8_twcc(1000 + i, 3000 * i, i, key=(i % 100 == 0)))
+        await asyncio.sleep(0.01)
+        for packet in sub.received_rtp[seen:]:
+            hdr = parse_rtp_header(packet)
+            found = find_extension(packet, hdr[6], hdr[7], hdr[8], out_id)
+            if found is not None:
+                recorder.on_packet(read_transport_seq(packet, found[0]), int(loop.time() * 1e6))
+        seen = len(sub.received_rtp)
+        for fb in recorder.on_timer(int(loop.time() * 1e6)):
+            sub.send_rtcp(fb)
+    stats = (await t_sub.get_stats())[0]
+    assert stats["availableOutgoingBitrate"] != before or any(t["type"] == "bwe" for t in traces), stats
+    bwe_traces = [t for t in traces if t["type"] == "bwe"]
+    assert bwe_traces and {"availableBitrate", "desiredBitrate"} <= set(bwe_traces[-1]["info"]), traces[:3]
+    # probation packets reached the subscriber on SSRC 1234 / PT 127 with a transport-wide seq
+    probes = [p for p in sub.received_rtp if parse_rtp_header(p)[4] == 1234]
+    assert probes, "no probation packets"
+    hdr = parse_rtp_header(probes[0])
+    assert hdr[0] == 127 and find_extension(probes[0], hdr[6], hdr[7], hdr[8], out_id) is not None
+    assert any(t["type"] == "probation" for t in traces)
+    for p in (pub, sub):
+        p.close()
+
+
+async def test_max_incoming_bitrate_sends_remb_and_setters_validate(router):
+    t_pub, t_sub, pub, sub, producer, consumer = await publish_and_subscribe(router)
+    for i in range(5):
+        pub.send_rtp(vp8_twcc(i, 3000 * i, i, key=(i == 0)))
+    await asyncio.sleep(0.1)
+    await t_pub.set_max_incoming_bitrate(250_000)
+    assert await wait_for(lambda: any(it[0] == "remb" for it in rtcp_items(pub)), 3.0)
+    remb = next(it for it in rtcp_items(pub) if it[0] == "remb")
+    assert abs(remb[2] - 250_000) <= 250_000 * 0.01 and 11111111 in remb[3]
+    stats = (await t_pub.get_stats())[0]
+    assert stats["maxIncomingBitrate"] == 250_000
+    await t_sub.set_max_outgoing_bitrate(2_000_000)
+    await t_sub.set_min_outgoing_bitrate(100_000)
+    with pytest.raises(ValueError, match="bitrate"):
+        await t_sub.set_min_outgoing_bitrate(3_000_000)
+    with pytest.raises(TypeError, match="bitrate"):
+        await t_sub.set_max_outgoing_bitrate(-1)
+    with pytest.raises(UnsupportedError, match="trace types"):
+        await t_sub.enable_trace_event(["rtp"])
+    stats = (await t_sub.get_stats())[0]
+    assert stats["maxOutgoingBitrate"] == 2_000_000 and stats["minOutgoingBitrate"] == 100_000
+    for p in (pub, sub):
+        p.close()
