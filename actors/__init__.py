@@ -11,11 +11,14 @@ from raysfu.transport.errors import InvalidStateError, SfuError, UnsupportedErro
 
 from .api import (
     Consumer,
+    DataConsumer,
+    DataProducer,
     DirectTransport,
     PipeTransport,
     PlainTransport,
     Producer,
     Router,
+    WebRtcServer,
     WebRtcTransport,
     Worker,
     attach_worker,
@@ -28,6 +31,8 @@ from .room import Room, RoomManager, RoomRegistry, get_registry
 
 __all__ = [
     "Consumer",
+    "DataConsumer",
+    "DataProducer",
     "DirectContext",
     "DirectTransport",
     "DirectTransportHandler",
@@ -36,6 +41,7 @@ __all__ = [
     "InvalidStateError",
     "Producer",
     "Room",
+    "WebRtcServer",
     "RoomManager",
     "RoomRegistry",
     "Router",

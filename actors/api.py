@@ -342,8 +342,8 @@ class Consumer(_Handle):
         self._producer_paused = info["producerPaused"]
         self._score = info.get("score")
         self._priority = 1
-        self._preferred_layers = None
-        self._current_layers = None
+        self._preferred_layers = info.get("preferredLayers")  # simulcast / SVC (issue 5)
+        self._current_layers = info.get("currentLayers")
 
     producer_id = property(lambda self: self._producer_id)
     kind = property(lambda self: self._kind_)
@@ -386,7 +386,10 @@ class Consumer(_Handle):
         layers = {"spatialLayer": spatial_layer}
         if temporal_layer is not None:
             layers["temporalLayer"] = temporal_layer
-        await self._request("consumer.setPreferredLayers", {"preferredLayers": layers})
+        # simulcast / SVC (issue 5): the worker returns the (clamped) preferred layers
+        result = await self._request("consumer.setPreferredLayers", {"preferredLayers": layers})
+        if result is not None:
+            self._preferred_layers = result
 
     async def set_priority(self, priority: int) -> None:
         """mediasoup ``setPriority(n)``; ``TypeError`` unless an int >= 1."""
@@ -438,6 +441,258 @@ class Consumer(_Handle):
             self.emit("layerschange", data)
 
 
+# --- data channels (issue 7) ---------------------------------------------------------------------
+class DataProducer(_Handle):
+    """mediasoup ``DataProducer``: ``type`` "sctp" (an endpoint's data channel) or "direct" (a
+    DirectTransport's: :meth:`send` from Python). Events: ``transportclose``; observer:
+    ``close``, ``pause``, ``resume``."""
+
+    _kind = "data producer"
+    _SEND_BATCH = 256  # messages per request at most
+
+    def __init__(self, channel: _Channel, transport: "Transport", info: dict, app_data: Any) -> None:
+        super().__init__(channel, info["id"], app_data)
+        self._transport = transport
+        self._type = info["type"]
+        self._sctp_stream_parameters = info.get("sctpStreamParameters")
+        self._label = info["label"]
+        self._protocol = info["protocol"]
+        self._paused = info["paused"]
+        self._send_queue: list = []
+
+    type = property(lambda self: self._type)
+    sctp_stream_parameters = property(lambda self: self._sctp_stream_parameters)
+    label = property(lambda self: self._label)
+    protocol = property(lambda self: self._protocol)
+    paused = property(lambda self: self._paused)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._flush_send()
+        self._channel.notify("dataProducer.close", self._id)
+        self._transport._data_producers.pop(self._id, None)
+        self._mark_closed(None)
+
+    async def pause(self) -> None:
+        """Stop forwarding (its DataConsumers get ``dataproducerpause``)."""
+        await self._request("dataProducer.pause")
+        was, self._paused = self._paused, True
+        if not was:
+            self._observer.emit("pause")
+
+    async def resume(self) -> None:
+        await self._request("dataProducer.resume")
+        was, self._paused = self._paused, False
+        if was:
+            self._observer.emit("resume")
+
+    async def get_stats(self) -> list[dict]:
+        """``[{type: "data-producer", timestamp, label, protocol, messagesReceived, bytesReceived}]``."""
+        self._flush_send()
+        return await self._request("dataProducer.getStats")
+
+    async def dump(self) -> dict:
+        """``{id, type, sctpStreamParameters?, label, protocol, paused}``."""
+        return await self._request("dataProducer.dump")
+
+    def send(self, message: str | bytes, ppid: int | None = None, subchannels: list[int] | None = None,
+             required_subchannel: int | None = None) -> None:
+        """mediasoup ``dataProducer.send(message, ppid?, subchannels?, requiredSubchannel?)``
+        (direct DataProducers only): str → PPID 51, bytes → 53, empty → 56/57. Fire-and-forget;
+        the messages of one event-loop turn reach the worker in one request, in order. Raises
+        ``TypeError``/``ValueError`` naming a bad argument, ``UnsupportedError`` for an "sctp"
+        DataProducer, ``InvalidStateError`` when closed."""
+        from .data_channels import normalize_message
+
+        self._check_open()
+        if self._type != "direct":
+            raise UnsupportedError("send(): only a DataProducer of a DirectTransport sends from Python")
+        ppid, payload = normalize_message(message, ppid)
+        if subchannels is not None:
+            if not isinstance(subchannels, (list, tuple)) or not all(
+                    isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= 65535 for s in subchannels):
+                raise TypeError("subchannels must be a list of integers in [0, 65535]")
+            subchannels = list(subchannels)
+        if required_subchannel is not None and (not isinstance(required_subchannel, int) or isinstance(required_subchannel, bool)
+                                                or not 0 <= required_subchannel <= 65535):
+            raise TypeError("required_subchannel must be an integer in [0, 65535]")
+        queue = self._send_queue
+        queue.append((payload, ppid, subchannels, required_subchannel))
+        if len(queue) >= self._SEND_BATCH:
+            self._flush_send()
+        elif len(queue) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self._flush_send)
+            except RuntimeError:
+                self._flush_send()
+
+    def _flush_send(self) -> None:
+        if self._send_queue and not self._closed:
+            queue, self._send_queue = self._send_queue, []
+            self._channel.notify("dataProducer.send", self._id, {"messages": queue})
+
+    def _on_notification(self, event: str, data: Any) -> None:
+        if event == "transportclose":
+            self._transport._data_producers.pop(self._id, None)
+            self._mark_closed("transportclose")
+
+
+class DataConsumer(_Handle):
+    """mediasoup ``DataConsumer`` ("sctp": to an endpoint's data channel; "direct": its messages
+    come to this process as ``message`` events). Events: ``transportclose``,
+    ``dataproducerclose``, ``dataproducerpause``, ``dataproducerresume``, ``message(data,
+    ppid)`` (direct; ``data`` is bytes, decode PPID 51 as UTF-8), ``bufferedamountlow(amount)``,
+    ``sctpsendbufferfull``; observer: ``close``, ``pause``, ``resume``."""
+
+    _kind = "data consumer"
+
+    def __init__(self, channel: _Channel, transport: "Transport", info: dict, app_data: Any) -> None:
+        super().__init__(channel, info["id"], app_data)
+        self._transport = transport
+        self._data_producer_id = info["dataProducerId"]
+        self._type = info["type"]
+        self._sctp_stream_parameters = info.get("sctpStreamParameters")
+        self._label = info["label"]
+        self._protocol = info["protocol"]
+        self._paused = info["paused"]
+        self._data_producer_paused = info["dataProducerPaused"]
+        self._subchannels = list(info.get("subchannels") or [])
+
+    data_producer_id = property(lambda self: self._data_producer_id)
+    type = property(lambda self: self._type)
+    sctp_stream_parameters = property(lambda self: self._sctp_stream_parameters)
+    label = property(lambda self: self._label)
+    protocol = property(lambda self: self._protocol)
+    paused = property(lambda self: self._paused)
+    data_producer_paused = property(lambda self: self._data_producer_paused)
+    producer_paused = data_producer_paused  # the brief's name for it
+    subchannels = property(lambda self: list(self._subchannels))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._channel.notify("dataConsumer.close", self._id)
+        self._transport._data_consumers.pop(self._id, None)
+        self._mark_closed(None)
+
+    async def pause(self) -> None:
+        await self._request("dataConsumer.pause")
+        was, self._paused = self._paused, True
+        if not was and not self._data_producer_paused:
+            self._observer.emit("pause")
+
+    async def resume(self) -> None:
+        await self._request("dataConsumer.resume")
+        was, self._paused = self._paused, False
+        if was and not self._data_producer_paused:
+            self._observer.emit("resume")
+
+    async def get_stats(self) -> list[dict]:
+        """``[{type: "data-consumer", timestamp, label, protocol, messagesSent, bytesSent, bufferedAmount}]``."""
+        return await self._request("dataConsumer.getStats")
+
+    async def dump(self) -> dict:
+        return await self._request("dataConsumer.dump")
+
+    async def get_buffered_amount(self) -> int:
+        """Bytes queued in the SCTP association for this consumer's stream."""
+        return await self._request("dataConsumer.getBufferedAmount")
+
+    async def set_buffered_amount_low_threshold(self, threshold: int) -> None:
+        """``bufferedamountlow`` fires when the buffered amount falls to ``threshold`` (bytes)."""
+        if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 0:
+            raise TypeError("threshold must be a non-negative integer")
+        await self._request("dataConsumer.setBufferedAmountLowThreshold", {"threshold": threshold})
+
+    async def send(self, message: str | bytes, ppid: int | None = None) -> bool:
+        """mediasoup ``dataConsumer.send(message, ppid?)``: a message from Python to this
+        consumer's endpoint ("sctp" DataConsumers). Returns False when it was not sent (paused,
+        too big, send buffer full)."""
+        from .data_channels import normalize_message
+
+        ppid, payload = normalize_message(message, ppid)
+        return await self._request("dataConsumer.send", {"payload": payload, "ppid": ppid})
+
+    async def set_subchannels(self, subchannels: list[int]) -> None:
+        if not isinstance(subchannels, (list, tuple)):
+            raise TypeError("subchannels must be a list of integers")
+        self._subchannels = await self._request("dataConsumer.setSubchannels", {"subchannels": list(subchannels)})
+
+    async def add_subchannel(self, subchannel: int) -> None:
+        self._subchannels = await self._request("dataConsumer.addSubchannel", {"subchannel": subchannel})
+
+    async def remove_subchannel(self, subchannel: int) -> None:
+        self._subchannels = await self._request("dataConsumer.removeSubchannel", {"subchannel": subchannel})
+
+    def _on_notification(self, event: str, data: Any) -> None:
+        if event == "message":
+            self.emit("message", data[0], data[1])
+        elif event in ("dataproducerclose", "transportclose"):
+            self._transport._data_consumers.pop(self._id, None)
+            self._mark_closed(event)
+        elif event == "dataproducerpause":
+            if self._data_producer_paused:
+                return
+            self._data_producer_paused = True
+            self.emit("dataproducerpause")
+            if not self._paused:
+                self._observer.emit("pause")
+        elif event == "dataproducerresume":
+            if not self._data_producer_paused:
+                return
+            self._data_producer_paused = False
+            self.emit("dataproducerresume")
+            if not self._paused:
+                self._observer.emit("resume")
+        elif event == "bufferedamountlow":
+            self.emit("bufferedamountlow", data)
+        elif event == "sctpsendbufferfull":
+            self.emit("sctpsendbufferfull")
+
+
+async def _transport_produce_data(transport: "Transport", *, id: str | None = None,  # noqa: A002
+                                  sctp_stream_parameters: dict | None = None, label: str = "", protocol: str = "",
+                                  paused: bool = False, app_data: Any = None) -> DataProducer:
+    transport._check_open()
+    if app_data is not None and not isinstance(app_data, dict):
+        raise TypeError("app_data must be a dict")
+    if transport._type != "direct" and not isinstance(sctp_stream_parameters, dict):
+        raise TypeError("sctp_stream_parameters must be a dict")
+    if not isinstance(label, str):
+        raise TypeError("label must be a string")
+    if not isinstance(protocol, str):
+        raise TypeError("protocol must be a string")
+    if not isinstance(paused, bool):
+        raise TypeError("paused must be a boolean")
+    data = {"id": id, "sctpStreamParameters": copy.deepcopy(sctp_stream_parameters), "label": label,
+            "protocol": protocol, "paused": paused}
+    info = await transport._request("transport.produceData", data)
+    dp = DataProducer(transport._channel, transport, info, app_data)
+    transport._data_producers[dp.id] = dp
+    transport._observer.emit("newdataproducer", dp)
+    return dp
+
+
+async def _transport_consume_data(transport: "Transport", *, data_producer_id: str, ordered: bool | None = None,
+                                  max_packet_life_time: int | None = None, max_retransmits: int | None = None,
+                                  paused: bool = False, subchannels: list[int] | None = None,
+                                  app_data: Any = None) -> DataConsumer:
+    transport._check_open()
+    if not isinstance(data_producer_id, str) or not data_producer_id:
+        raise TypeError("data_producer_id must be a non-empty string")
+    if app_data is not None and not isinstance(app_data, dict):
+        raise TypeError("app_data must be a dict")
+    data = {"dataProducerId": data_producer_id, "ordered": ordered, "maxPacketLifeTime": max_packet_life_time,
+            "maxRetransmits": max_retransmits, "paused": paused, "subchannels": subchannels}
+    info = await transport._request("transport.consumeData", {k: v for k, v in data.items() if v is not None})
+    dc = DataConsumer(transport._channel, transport, info, app_data)
+    transport._data_consumers[dc.id] = dc
+    transport._observer.emit("newdataconsumer", dc)
+    return dc
+# --- end data channels ---------------------------------------------------------------------------
+
+
 # ---------------------------------------------------------------------------------------------
 class Transport(_Handle):
     """What every mediasoup transport handle has: ``produce``, ``consume``, stats, close.
@@ -453,6 +708,8 @@ class Transport(_Handle):
         self._sctp_state = info.get("sctpState")
         self._producers: dict[str, Producer] = {}
         self._consumers: dict[str, Consumer] = {}
+        self._data_producers: dict[str, DataProducer] = {}  # data channels (issue 7)
+        self._data_consumers: dict[str, DataConsumer] = {}
 
     sctp_parameters = property(lambda self: self._sctp_parameters)
     sctp_state = property(lambda self: self._sctp_state)
@@ -481,6 +738,12 @@ class Transport(_Handle):
             c._mark_closed("transportclose")
         self._producers.clear()
         self._consumers.clear()
+        # --- data channels (issue 7) ---
+        for d in list(self._data_producers.values()) + list(self._data_consumers.values()):
+            d._mark_closed("transportclose")
+        self._data_producers.clear()
+        self._data_consumers.clear()
+        # --- end data channels ---
 
     def _router_closed(self, event: str = "routerclose") -> None:
         if self._closed:
@@ -592,16 +855,38 @@ class Transport(_Handle):
         self._observer.emit("newconsumer", consumer)
         return consumer
 
-    async def produce_data(self, **_: Any) -> Any:
-        raise UnsupportedError("produce_data: data channels are not supported yet")
+    # --- data channels (issue 7) ---
+    async def produce_data(self, *, id: str | None = None, sctp_stream_parameters: dict | None = None,  # noqa: A002
+                           label: str = "", protocol: str = "", paused: bool = False,
+                           app_data: Any = None) -> DataProducer:
+        """mediasoup ``transport.produceData()``: ``sctp_stream_parameters`` ``{streamId,
+        ordered?, maxPacketLifeTime?, maxRetransmits?}`` as mediasoup-client sends them (not on a
+        DirectTransport, whose DataProducers are "direct"). Raises ``TypeError``/``ValueError``
+        naming the bad field (also when SCTP is not enabled), ``InvalidStateError`` when closed."""
+        return await _transport_produce_data(self, id=id, sctp_stream_parameters=sctp_stream_parameters, label=label,
+                                             protocol=protocol, paused=paused, app_data=app_data)
 
-    async def consume_data(self, **_: Any) -> Any:
-        raise UnsupportedError("consume_data: data channels are not supported yet")
-
+    async def consume_data(self, *, data_producer_id: str, ordered: bool | None = None,
+                           max_packet_life_time: int | None = None, max_retransmits: int | None = None,
+                           paused: bool = False, subchannels: list[int] | None = None,
+                           app_data: Any = None) -> DataConsumer:
+        """mediasoup ``transport.consumeData()``: a DataConsumer of ``data_producer_id`` (any
+        transport of this router). Its ``sctp_stream_parameters`` (a fresh stream id, the
+        producer's reliability unless overridden) go to mediasoup-client's ``consumeData``.
+        Raises ``TypeError``/``ValueError`` naming the bad field, ``InvalidStateError``."""
+        return await _transport_consume_data(self, data_producer_id=data_producer_id, ordered=ordered,
+                                             max_packet_life_time=max_packet_life_time,
+                                             max_retransmits=max_retransmits, paused=paused,
+                                             subchannels=subchannels, app_data=app_data)
+    # --- end data channels ---
 
     def _on_notification(self, event: str, data: Any) -> None:
         if event == "routerclose":
             self._router_closed()
+        elif event == "sctpstatechange":  # data channels (issue 7)
+            self._sctp_state = data
+            self.emit(event, data)
+            self._observer.emit(event, data)
 
 
 class WebRtcTransport(Transport):
@@ -652,13 +937,31 @@ class WebRtcTransport(Transport):
             self._ice_selected_tuple = data
         elif event == "dtlsstatechange":
             self._dtls_state = data
+        elif event == "sctpstatechange":  # data channels (issue 7)
+            self._sctp_state = data
+        elif event == "trace":  # bwe (issue 6): {"type": "bwe"|"probation", "timestamp", "direction", "info"}
+            pass
         elif event == "routerclose":
             self._router_closed()
+            return
+        elif event == "listenserverclose":  # webrtc server (issue 7)
+            self._listen_server_closed()
             return
         else:
             return
         self.emit(event, data)
         self._observer.emit(event, data)
+
+    # --- webrtc server / ice-tcp (issue 7) ---
+    def _listen_server_closed(self) -> None:
+        """Its WebRtcServer closed: the transport is closed, event ``listenserverclose``."""
+        if self._closed:
+            return
+        self._router._transports.pop(self._id, None)
+        self._close_children()
+        self._on_local_close()
+        self._mark_closed("listenserverclose")
+    # --- end webrtc server / ice-tcp ---
 
 
 
@@ -738,6 +1041,8 @@ class PlainTransport(Transport):
             self._tuple = data
         elif event == "rtcptuple":
             self._rtcp_tuple = data
+        elif event == "sctpstatechange":  # data channels (issue 7)
+            self._sctp_state = data
         elif event == "routerclose":
             self._router_closed()
             return
@@ -795,18 +1100,121 @@ class DirectTransport(Transport):
     async def set_min_outgoing_bitrate(self, bitrate: int) -> None:
         raise UnsupportedError("set_min_outgoing_bitrate: not implemented in DirectTransport (as mediasoup)")
 
-    async def produce_data(self, **_: Any) -> Any:
-        raise UnsupportedError("produce_data: data on a DirectTransport is not supported yet")
-
-    async def consume_data(self, **_: Any) -> Any:
-        raise UnsupportedError("consume_data: data on a DirectTransport is not supported yet")
-
     def _on_notification(self, event: str, data: Any) -> None:
         if event == "rtcp":
             self.emit("rtcp", data)
         elif event == "routerclose":
             self._router_closed()
 # --- end PlainTransport / DirectTransport handles ------------------------------------------------
+
+
+# --- rtp observers (issue 7) ---------------------------------------------------------------------
+class RtpObserver(_Handle):
+    """mediasoup ``RtpObserver`` (base of :class:`AudioLevelObserver` and
+    :class:`ActiveSpeakerObserver`). Events: ``routerclose``; observer: ``close``, ``pause``,
+    ``resume``, ``addproducer(producer)``, ``removeproducer(producer)``.
+
+    ``producer`` in events is the :class:`Producer` handle when it was made in this process, else
+    None (the entries of ``volumes``/``dominantspeaker`` also carry ``producerId``)."""
+
+    _kind = "rtp observer"
+
+    def __init__(self, channel: _Channel, router: "Router", info: dict, app_data: Any) -> None:
+        super().__init__(channel, info["id"], app_data)
+        self._router = router
+        self._type = info["type"]
+        self._paused = False
+        router._observer.on("close", self._router_closed)
+
+    type = property(lambda self: self._type, doc="'audiolevel' or 'activespeaker'")
+    paused = property(lambda self: self._paused)
+
+    def _producer(self, producer_id: str) -> Producer | None:
+        handle = self._channel.handles.get(producer_id)
+        return handle if isinstance(handle, Producer) else None
+
+    def _forget_router(self) -> None:
+        try:
+            self._router._observer.remove_listener("close", self._router_closed)
+        except KeyError:
+            pass
+
+    def close(self) -> None:
+        """Close the observer (fire-and-forget; emits observer ``close``)."""
+        if self._closed:
+            return
+        self._channel.notify("rtpObserver.close", self._id)
+        self._forget_router()
+        self._mark_closed(None)
+
+    def _router_closed(self) -> None:
+        self._mark_closed("routerclose")
+
+    async def pause(self) -> None:
+        """Stop observing (an audio-level observer emits ``silence`` unless silent already)."""
+        await self._request("rtpObserver.pause")
+        was = self._paused
+        self._paused = True
+        if not was:
+            self._observer.emit("pause")
+
+    async def resume(self) -> None:
+        await self._request("rtpObserver.resume")
+        was = self._paused
+        self._paused = False
+        if was:
+            self._observer.emit("resume")
+
+    async def add_producer(self, *, producer_id: str) -> None:
+        """mediasoup ``addProducer({producerId})``: observe an audio producer of this router.
+        Raises TypeError (not a str; a video producer), ValueError (no such producer in the
+        router; already added to an active-speaker observer)."""
+        if not isinstance(producer_id, str) or not producer_id:
+            raise TypeError("producer_id must be a non-empty str")
+        await self._request("rtpObserver.addProducer", {"producerId": producer_id})
+        self._observer.emit("addproducer", self._producer(producer_id))
+
+    async def remove_producer(self, *, producer_id: str) -> None:
+        """mediasoup ``removeProducer({producerId})``; ValueError when the router has no such
+        producer, a no-op when it is not observed."""
+        if not isinstance(producer_id, str) or not producer_id:
+            raise TypeError("producer_id must be a non-empty str")
+        await self._request("rtpObserver.removeProducer", {"producerId": producer_id})
+        self._observer.emit("removeproducer", self._producer(producer_id))
+
+    async def dump(self) -> dict:
+        """Worker-side state: ``{"id", "type", "paused", "producerIds", "interval", ...}``
+        (raysfu addition; mediasoup has no RtpObserver dump)."""
+        return await self._request("rtpObserver.dump")
+
+
+class AudioLevelObserver(RtpObserver):
+    """mediasoup ``AudioLevelObserver``. Events (also on ``observer``): ``volumes(volumes)`` with
+    ``volumes = [{"producer": Producer | None, "producerId": str, "volume": int dBov}, ...]``,
+    loudest first, every ``interval`` while someone is above ``threshold``; ``silence()`` once when
+    nobody is. Plus the :class:`RtpObserver` events."""
+
+    def _on_notification(self, event: str, data: Any) -> None:
+        if event == "volumes":
+            volumes = [{"producer": self._producer(v["producerId"]), "producerId": v["producerId"], "volume": v["volume"]} for v in data]
+            self.emit("volumes", volumes)
+            self._observer.emit("volumes", volumes)
+        elif event == "silence":
+            self.emit("silence")
+            self._observer.emit("silence")
+
+
+class ActiveSpeakerObserver(RtpObserver):
+    """mediasoup ``ActiveSpeakerObserver``. Event (also on ``observer``):
+    ``dominantspeaker({"producer": Producer | None, "producerId": str})`` when the dominant speaker
+    changes. Plus the :class:`RtpObserver` events."""
+
+    def _on_notification(self, event: str, data: Any) -> None:
+        if event == "dominantspeaker":
+            info = {"producer": self._producer(data["producerId"]), "producerId": data["producerId"]}
+            self.emit("dominantspeaker", info)
+            self._observer.emit("dominantspeaker", info)
+# --- end rtp observers ---------------------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------
@@ -853,8 +1261,8 @@ class Router(_Handle):
         listen_ips: list | None = None,
         port: int | None = None,
         webrtc_server: Any = None,
-        enable_udp: bool = True,
-        enable_tcp: bool = False,
+        enable_udp: bool | None = None,
+        enable_tcp: bool | None = None,
         prefer_udp: bool = False,
         prefer_tcp: bool = False,
         ice_consent_timeout: int = 30,
@@ -867,14 +1275,27 @@ class Router(_Handle):
     ) -> WebRtcTransport:
         """mediasoup ``router.createWebRtcTransport()``.
 
-        ``listen_infos``: ``[{"protocol": "udp", "ip", "announcedAddress"?, "port"?,
-        "portRange"?: {"min", "max"}}]``. Raises ``TypeError`` naming a bad field,
-        ``UnsupportedError`` for TCP, SCTP and WebRtcServer (later issues), ``OSError`` when no
-        port can be bound.
+        ``listen_infos``: ``[{"protocol": "udp"|"tcp", "ip", "announcedAddress"?, "port"?,
+        "portRange"?: {"min", "max"}}]``, or ``webrtc_server``: a :class:`WebRtcServer` of this
+        router's worker (its ports are shared). ``enable_udp`` (default True) / ``enable_tcp``
+        (default True with a server, else False: ICE-TCP passive candidates), ``prefer_udp`` /
+        ``prefer_tcp`` (+1000 local preference). Raises ``TypeError`` naming a bad field,
+        ``InvalidStateError`` for a closed server, ``OSError`` when no port can be bound.
         """
         self._check_open()
         if app_data is not None and not isinstance(app_data, dict):
             raise TypeError("app_data must be a dict")
+        # --- webrtc server / ice-tcp (issue 7) ---
+        server = webrtc_server
+        if server is not None:
+            if not isinstance(server, WebRtcServer):
+                raise TypeError("webrtc_server must be a WebRtcServer")
+            if server.closed:
+                raise InvalidStateError("webrtc_server closed")
+            if server._channel is not self._channel:
+                raise TypeError("webrtc_server must belong to the router's worker")
+            webrtc_server = server.id
+        # --- end webrtc server / ice-tcp ---
         options = {
             "listenInfos": listen_infos,
             "listenIps": listen_ips,
@@ -896,6 +1317,8 @@ class Router(_Handle):
         transport = WebRtcTransport(self._channel, self, info, app_data)
         self._transports[transport.id] = transport
         self._observer.emit("newtransport", transport)
+        if server is not None:  # webrtc server (issue 7)
+            server._handle_transport(transport)
         return transport
 
     def can_consume(self, *, producer_id: str, rtp_capabilities: dict) -> bool:
@@ -1039,12 +1462,21 @@ class Router(_Handle):
         run on the same node, else each side listens on its own node's IP. Pause, resume and
         close of the producer follow across the pipe. Returns ``{"pipeConsumer", "pipeProducer"}``.
 
+        With ``data_producer_id`` instead (the pair has SCTP, ``enable_sctp`` True as in
+        mediasoup), the DataProducer is piped: returns ``{"pipeDataConsumer",
+        "pipeDataProducer"}``; closing one closes the other, pause/resume follow.
+
         Raises ``TypeError`` (bad arguments), ``ValueError`` (unknown producer, routers in the
-        same worker), ``UnsupportedError`` for ``data_producer_id`` (data channels come later).
+        same worker).
         """
         self._check_open()
+        # --- data channels (issue 7) ---
         if data_producer_id is not None:
-            raise UnsupportedError("pipe_to_router(data_producer_id=...): data channels are not supported yet")
+            if producer_id is not None:
+                raise TypeError("give producer_id or data_producer_id, not both")
+            return await self._pipe_data_to_router(router, data_producer_id, listen_info, enable_sctp,
+                                                   num_sctp_streams, enable_rtx, enable_srtp)
+        # --- end data channels ---
         if not isinstance(producer_id, str) or not producer_id:
             raise TypeError("producer_id must be a non-empty string")
         if not isinstance(router, Router):
@@ -1053,7 +1485,7 @@ class Router(_Handle):
             raise InvalidStateError("router closed")
         if router._worker is self._worker or router._channel.actor == self._channel.actor:
             raise ValueError("router: cannot pipe between two routers of the same worker")
-        local, remote = await self._pipe_pair(router, listen_info, enable_rtx, enable_srtp)
+        local, remote = await self._pipe_pair(router, listen_info, enable_rtx, enable_srtp, enable_sctp, num_sctp_streams)
         pipe_consumer = await local.consume(producer_id=producer_id)
         try:
             pipe_producer = await remote.produce(
@@ -1078,7 +1510,42 @@ class Router(_Handle):
         pipe_producer.observer.on("close", pipe_consumer.close)
         return {"pipeConsumer": pipe_consumer, "pipeProducer": pipe_producer}
 
-    async def _pipe_pair(self, router: "Router", listen_info: dict | None, enable_rtx: bool, enable_srtp: bool):
+    # --- data channels (issue 7) ---
+    async def _pipe_data_to_router(self, router: "Router", data_producer_id: Any, listen_info: dict | None,
+                                   enable_sctp: bool, num_sctp_streams: dict | None, enable_rtx: bool,
+                                   enable_srtp: bool) -> dict:
+        if not isinstance(data_producer_id, str) or not data_producer_id:
+            raise TypeError("data_producer_id must be a non-empty string")
+        if not isinstance(router, Router):
+            raise TypeError("router must be a Router")
+        if router.closed:
+            raise InvalidStateError("router closed")
+        if router._worker is self._worker or router._channel.actor == self._channel.actor:
+            raise ValueError("router: cannot pipe between two routers of the same worker")
+        if not enable_sctp:
+            raise TypeError("enable_sctp must be True to pipe a data producer")
+        local, remote = await self._pipe_pair(router, listen_info, enable_rtx, enable_srtp, enable_sctp, num_sctp_streams)
+        pipe_data_consumer = await local.consume_data(data_producer_id=data_producer_id)
+        try:
+            pipe_data_producer = await remote.produce_data(
+                id=data_producer_id,
+                sctp_stream_parameters=pipe_data_consumer.sctp_stream_parameters,
+                label=pipe_data_consumer.label,
+                protocol=pipe_data_consumer.protocol,
+                paused=pipe_data_consumer.data_producer_paused,
+            )
+        except BaseException:
+            pipe_data_consumer.close()
+            raise
+        pipe_data_consumer.on("dataproducerpause", lambda: asyncio.ensure_future(_quietly(pipe_data_producer.pause())))
+        pipe_data_consumer.on("dataproducerresume", lambda: asyncio.ensure_future(_quietly(pipe_data_producer.resume())))
+        pipe_data_consumer.observer.on("close", pipe_data_producer.close)
+        pipe_data_producer.observer.on("close", pipe_data_consumer.close)
+        return {"pipeDataConsumer": pipe_data_consumer, "pipeDataProducer": pipe_data_producer}
+    # --- end data channels ---
+
+    async def _pipe_pair(self, router: "Router", listen_info: dict | None, enable_rtx: bool, enable_srtp: bool,
+                         enable_sctp: bool = True, num_sctp_streams: dict | None = None):
         pair = self._pipe_pairs.get(router.id)
         if pair is not None:
             return await pair
@@ -1094,8 +1561,10 @@ class Router(_Handle):
             local_info = listen_info or {"protocol": "udp", "ip": "127.0.0.1" if same_node else self._worker.node_ip}
             remote_info = listen_info or {"protocol": "udp", "ip": "127.0.0.1" if same_node else router._worker.node_ip}
             local, remote = await asyncio.gather(
-                self.create_pipe_transport(listen_info=local_info, enable_rtx=enable_rtx, enable_srtp=enable_srtp),
-                router.create_pipe_transport(listen_info=remote_info, enable_rtx=enable_rtx, enable_srtp=enable_srtp),
+                self.create_pipe_transport(listen_info=local_info, enable_rtx=enable_rtx, enable_srtp=enable_srtp,
+                                           enable_sctp=enable_sctp, num_sctp_streams=num_sctp_streams),  # data channels (issue 7)
+                router.create_pipe_transport(listen_info=remote_info, enable_rtx=enable_rtx, enable_srtp=enable_srtp,
+                                             enable_sctp=enable_sctp, num_sctp_streams=num_sctp_streams),
             )
             await asyncio.gather(
                 local.connect(ip=remote.tuple["localAddress"], port=remote.tuple["localPort"], srtp_parameters=remote.srtp_parameters),
@@ -1156,11 +1625,91 @@ class Router(_Handle):
         return transport
     # --- end create_direct_transport ----------------------------------------------------------
 
-    async def create_active_speaker_observer(self, **_: Any) -> Any:
-        raise UnsupportedError("create_active_speaker_observer is not supported yet")
+    # --- rtp observers (issue 7) -------------------------------------------------------------
+    async def create_audio_level_observer(
+        self, *, max_entries: int = 1, threshold: int = -80, interval: int = 1000, app_data: Any = None
+    ) -> AudioLevelObserver:
+        """mediasoup ``router.createAudioLevelObserver({maxEntries, threshold, interval, appData})``.
 
-    async def create_audio_level_observer(self, **_: Any) -> Any:
-        raise UnsupportedError("create_audio_level_observer is not supported yet")
+        ``max_entries`` 1..65535 producers per ``volumes`` event; ``threshold`` -127..0 dBov;
+        ``interval`` ms (clamped to 250..5000 as the worker does). Raises TypeError (not an int,
+        ``app_data`` not a dict) / ValueError (out of range), naming the field."""
+        self._check_open()
+        if app_data is not None and not isinstance(app_data, dict):
+            raise TypeError("app_data must be a dict")
+        info = await self._request("router.createAudioLevelObserver", {"maxEntries": max_entries, "threshold": threshold, "interval": interval})
+        observer = AudioLevelObserver(self._channel, self, info, app_data)
+        self._observer.emit("newrtpobserver", observer)
+        return observer
+
+    async def create_active_speaker_observer(self, *, interval: int = 300, app_data: Any = None) -> ActiveSpeakerObserver:
+        """mediasoup ``router.createActiveSpeakerObserver({interval, appData})``; ``interval`` ms
+        (clamped to 100..5000). Raises TypeError/ValueError naming the field."""
+        self._check_open()
+        if app_data is not None and not isinstance(app_data, dict):
+            raise TypeError("app_data must be a dict")
+        info = await self._request("router.createActiveSpeakerObserver", {"interval": interval})
+        observer = ActiveSpeakerObserver(self._channel, self, info, app_data)
+        self._observer.emit("newrtpobserver", observer)
+        return observer
+    # --- end rtp observers -------------------------------------------------------------------
+
+
+# --- webrtc server / ice-tcp (issue 7) -----------------------------------------------------------
+class WebRtcServer(_Handle):
+    """mediasoup ``WebRtcServer``: UDP/TCP ports of one worker shared by many WebRtcTransports.
+    Events: ``workerclose``; observer: ``close``, ``webrtctransporthandled(transport)``,
+    ``webrtctransportunhandled(transport)``. ``close()`` closes its transports (they emit
+    ``listenserverclose``)."""
+
+    _kind = "webrtc_server"
+
+    def __init__(self, channel: _Channel, worker: "Worker", info: dict, app_data: Any) -> None:
+        super().__init__(channel, info["id"], app_data)
+        self._worker = worker
+        self._local_addresses = info.get("localAddresses", [])
+        self._transports: dict[str, WebRtcTransport] = {}
+
+    @property
+    def local_addresses(self) -> list[dict]:
+        """The bound sockets: ``[{"protocol", "ip", "announcedAddress", "port"}]`` (ours)."""
+        return self._local_addresses
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._channel.notify("webRtcServer.close", self._id)
+        self._worker._webrtc_servers.pop(self._id, None)
+        for t in list(self._transports.values()):
+            t._listen_server_closed()
+        self._transports.clear()
+        self._mark_closed(None)
+
+    def _worker_closed(self) -> None:
+        if self._closed:
+            return
+        self._transports.clear()
+        self._mark_closed("workerclose")
+
+    async def dump(self) -> dict:
+        """``{id, udpSockets: [{ip, port}], tcpServers: [{ip, port}], webRtcTransportIds,
+        localIceUsernameFragments: [{localIceUsernameFragment, webRtcTransportId}],
+        tupleHashes: [{tupleHash, webRtcTransportId}], droppedPackets: {reason: count}}``."""
+        return await self._request("webRtcServer.dump")
+
+    def _handle_transport(self, transport: WebRtcTransport) -> None:
+        self._transports[transport.id] = transport
+        self._observer.emit("webrtctransporthandled", transport)
+
+        def unhandled() -> None:
+            if self._transports.pop(transport.id, None) is not None:
+                self._observer.emit("webrtctransportunhandled", transport)
+
+        transport.observer.once("close", unhandled)
+
+    def __repr__(self) -> str:
+        return f"<WebRtcServer {self._id}{' closed' if self._closed else ''}>"
+# --- end webrtc server / ice-tcp -----------------------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1174,6 +1723,7 @@ class Worker(_Handle):
         super().__init__(channel, "worker-" + channel.sub_id, app_data)
         self._info = info
         self._routers: dict[str, Router] = {}
+        self._webrtc_servers: dict[str, "WebRtcServer"] = {}  # webrtc server (issue 7)
         self._died = False
         channel.on_died = self._on_died
         _WORKERS[self.key] = self
@@ -1253,6 +1803,30 @@ class Worker(_Handle):
         self._check_open()
         return await self._channel.request("worker.getLoad")
 
+    # --- webrtc server / ice-tcp (issue 7) ---
+    async def create_webrtc_server(self, *, listen_infos: list[dict], app_data: Any = None) -> "WebRtcServer":
+        """mediasoup ``worker.createWebRtcServer({listenInfos, appData})``: one UDP socket or TCP
+        listener per listen info (``{"protocol": "udp"|"tcp", "ip", "announcedAddress"?,
+        "port"?, "portRange"?}``), shared by the WebRtcTransports created with
+        ``webrtc_server=``. Raises ``TypeError`` naming a bad field, ``OSError`` when a port
+        cannot be bound, ``InvalidStateError`` when the worker is closed."""
+        self._check_open()
+        if app_data is not None and not isinstance(app_data, dict):
+            raise TypeError("app_data must be a dict")
+        if not isinstance(listen_infos, list) or not listen_infos:
+            raise TypeError("listen_infos must be a non-empty list")
+        info = await self._channel.request("worker.createWebRtcServer", None, {"listenInfos": copy.deepcopy(listen_infos)})
+        server = WebRtcServer(self._channel, self, info, app_data)
+        self._webrtc_servers[server.id] = server
+        self._observer.emit("newwebrtcserver", server)
+        return server
+
+    def _close_webrtc_servers(self) -> None:
+        for server in list(self._webrtc_servers.values()):
+            server._worker_closed()
+        self._webrtc_servers.clear()
+    # --- end webrtc server / ice-tcp ---
+
     async def update_settings(self, *, log_level: str | None = None, log_tags: list[str] | None = None) -> None:
         self._check_open()
         data = {k: v for k, v in (("log_level", log_level), ("log_tags", log_tags)) if v is not None}
@@ -1271,6 +1845,7 @@ class Worker(_Handle):
         for r in list(self._routers.values()):
             r._worker_closed()
         self._routers.clear()
+        self._close_webrtc_servers()  # webrtc server (issue 7)
         self._mark_closed(None)
         try:
             loop = asyncio.get_running_loop()
@@ -1286,6 +1861,7 @@ class Worker(_Handle):
         for r in list(self._routers.values()):
             r._worker_closed()
         self._routers.clear()
+        self._close_webrtc_servers()  # webrtc server (issue 7)
         self._closed = True
         self._channel.handles.pop(self._id, None)
         self.emit("died", error)

@@ -13,9 +13,11 @@ from raysfu.transport import ortc
 from raysfu.transport.errors import InvalidStateError
 
 from .webrtc_transport import Transport, WebRtcTransport, validate_listen_info
+from .data_channels import close_data_consumer, close_data_producer, router_data_dump  # data channels (issue 7)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .consumer import Consumer
+    from .observers import RtpObserver  # rtp observers (issue 7)
     from .producer import Producer
     from .worker import WorkerCore
 
@@ -27,33 +29,65 @@ def validate_webrtc_transport_options(options: dict) -> dict:
     ``enableTcp``, ``preferUdp``, ``preferTcp``, ``iceConsentTimeout`` (s, 10..60, 0 disables),
     ``initialAvailableOutgoingBitrate`` (bps), ``enableSctp``, ``numSctpStreams``,
     ``maxSctpMessageSize``, ``sctpSendBufferSize``, ``appData``. Raises ``TypeError`` naming the
-    field; ``UnsupportedError`` for what a later issue brings (TCP, SCTP, WebRtcServer).
-    """
-    from raysfu.transport.errors import UnsupportedError
+    field; ``UnsupportedError`` for what is not implemented.
 
-    if options.get("webRtcServer") is not None:
-        raise UnsupportedError("webrtc_server: WebRtcServer is not supported yet")
-    listen_infos = options.get("listenInfos")
-    if listen_infos is None and options.get("listenIps") is not None:
-        ips = options["listenIps"]
-        if not isinstance(ips, list):
-            raise TypeError("listen_ips must be a list")
-        listen_infos = []
-        for i, entry in enumerate(ips):
-            if isinstance(entry, str):
-                entry = {"ip": entry}
-            if not isinstance(entry, dict):
-                raise TypeError(f"listen_ips[{i}] must be a string or a dict")
-            listen_infos.append({"protocol": "udp", "ip": entry.get("ip"), "announcedAddress": entry.get("announcedIp"), "port": options.get("port", 0)})
-    if not isinstance(listen_infos, list) or not listen_infos:
-        raise TypeError("listen_infos must be a non-empty list")
-    if options.get("enableUdp", True) is False:
-        raise UnsupportedError("enable_udp=False needs ICE over TCP, which is not supported yet")
-    if options.get("enableTcp"):
-        raise UnsupportedError("enable_tcp: ICE over TCP is not supported yet")
-    if options.get("enableSctp"):
-        raise UnsupportedError("enable_sctp: data channels are not supported yet")
-    infos = [validate_listen_info(info, f"listen_infos[{i}]") for i, info in enumerate(listen_infos)]
+    WebRtcServer / ICE-TCP (issue 7): ``webRtcServer`` (the server's id) excludes
+    ``listenInfos``/``listenIps``; ``enableUdp`` defaults to True, ``enableTcp`` to True with a
+    server and False without (mediasoup). With a server they pick which of its listen infos
+    become candidates. Without one, ``enableTcp`` adds a TCP listen info for every UDP one that
+    has no TCP twin (same ip, announcedAddress, port/portRange; before it when ``preferTcp``),
+    explicit ``protocol: "tcp"`` entries are always bound, and ``enableUdp=False`` drops the UDP
+    entries. The result's ``listenInfos`` is what gets bound.
+    """
+    # --- webrtc server / ice-tcp (issue 7) ---
+    server_id = options.get("webRtcServer")
+    for name, key in (("enable_udp", "enableUdp"), ("enable_tcp", "enableTcp"), ("prefer_udp", "preferUdp"), ("prefer_tcp", "preferTcp")):
+        if options.get(key) is not None and not isinstance(options.get(key), bool):
+            raise TypeError(f"{name} must be a bool")
+    enable_udp = options.get("enableUdp")
+    enable_udp = True if enable_udp is None else enable_udp
+    enable_tcp = options.get("enableTcp")
+    enable_tcp = server_id is not None if enable_tcp is None else enable_tcp
+    prefer_tcp = bool(options.get("preferTcp"))
+    if server_id is not None:
+        if not enable_udp and not enable_tcp:
+            raise TypeError("enable_udp/enable_tcp: at least one must be true")
+        if not isinstance(server_id, str):
+            raise TypeError("webrtc_server must be a WebRtcServer")
+        if options.get("listenInfos") is not None or options.get("listenIps") is not None:
+            raise TypeError("webrtc_server: give either webrtc_server or listen_infos/listen_ips, not both")
+        listen_infos = None
+    else:
+        listen_infos = options.get("listenInfos")
+        if listen_infos is None and options.get("listenIps") is not None:
+            ips = options["listenIps"]
+            if not isinstance(ips, list):
+                raise TypeError("listen_ips must be a list")
+            listen_infos = []
+            for i, entry in enumerate(ips):
+                if isinstance(entry, str):
+                    entry = {"ip": entry}
+                if not isinstance(entry, dict):
+                    raise TypeError(f"listen_ips[{i}] must be a string or a dict")
+                listen_infos.append({"protocol": "udp", "ip": entry.get("ip"), "announcedAddress": entry.get("announcedIp"), "port": options.get("port", 0)})
+        if not isinstance(listen_infos, list) or not listen_infos:
+            raise TypeError("listen_infos must be a non-empty list")
+    # --- end webrtc server / ice-tcp ---
+    # --- data channels (issue 7): enableSctp & co are checked by make_transport_data_channels ---
+    # --- webrtc server / ice-tcp (issue 7) ---
+    infos = []
+    if listen_infos is not None:
+        given = [validate_listen_info(info, f"listen_infos[{i}]", allow_tcp=True) for i, info in enumerate(listen_infos)]
+        tcp_ips = {info["ip"] for info in given if info["protocol"] == "tcp"}
+        for info in given:
+            twin = None
+            if enable_tcp and info["protocol"] == "udp" and info["ip"] not in tcp_ips:
+                twin = {**info, "protocol": "tcp"}
+            keep = info if (info["protocol"] == "tcp" or enable_udp) else None
+            infos += [x for x in ((twin, keep) if prefer_tcp else (keep, twin)) if x is not None]
+        if not infos:
+            raise TypeError("listen_infos: nothing to bind with these enable_udp/enable_tcp (at least one must be true)")
+    # --- end webrtc server / ice-tcp ---
     consent = options.get("iceConsentTimeout", 30)
     if not isinstance(consent, int) or isinstance(consent, bool) or not (consent == 0 or 10 <= consent <= 60):
         raise TypeError("ice_consent_timeout must be 0 (disabled) or an int in 10..60 (s)")
@@ -62,6 +96,7 @@ def validate_webrtc_transport_options(options: dict) -> dict:
         raise TypeError("initial_available_outgoing_bitrate must be a positive int (bps)")
     out = dict(options)
     out["listenInfos"] = infos
+    out["enableUdp"], out["enableTcp"] = enable_udp, enable_tcp  # webrtc server / ice-tcp (issue 7)
     out["iceConsentTimeout"] = consent
     out["initialAvailableOutgoingBitrate"] = initial
     return out
@@ -83,6 +118,13 @@ class Router:
         self.transports: dict[str, Transport] = {}
         self.producers: dict[str, "Producer"] = {}
         self.consumers: dict[str, "Consumer"] = {}
+        # --- data channels (issue 7) ---
+        self.data_producers: dict[str, Any] = {}  # id -> DataProducerCore (actors/data_channels.py)
+        self.data_consumers: dict[str, Any] = {}  # id -> DataConsumerCore
+        # --- end data channels ---
+        # --- rtp observers (issue 7) ---
+        self.rtp_observers: dict[str, "RtpObserver"] = {}
+        # --- end rtp observers ---
 
     async def create_webrtc_transport(self, options: dict) -> dict:
         if self.closed:
@@ -90,6 +132,13 @@ class Router:
         if not isinstance(options, dict):
             raise TypeError("options must be a dict")
         options = validate_webrtc_transport_options(options)
+        # --- webrtc server / ice-tcp (issue 7): the server's id → the worker's WebRtcServer ---
+        if options.get("webRtcServer") is not None:
+            server = self.worker.webrtc_servers.get(options["webRtcServer"])
+            if server is None or server.closed:
+                raise InvalidStateError(f"webrtc_server: no open WebRtcServer {options['webRtcServer']!r} in this worker")
+            options["webRtcServer"] = server
+        # --- end webrtc server / ice-tcp ---
         transport_id = str(uuid.uuid4())
         transport = WebRtcTransport(self, transport_id, options)
         await transport.open()
@@ -149,6 +198,53 @@ class Router:
         return transport.describe()
     # --- end PlainTransport / DirectTransport ---------------------------------------------------
 
+    # --- rtp observers (issue 7) ---
+    def create_rtp_observer(self, type_: str, options: dict, now_ms: int) -> dict:
+        """mediasoup ``router.createAudioLevelObserver()`` (``type_`` "audiolevel") /
+        ``createActiveSpeakerObserver()`` ("activespeaker"); options as
+        :func:`raysfu.actors.observers.create_rtp_observer`. Returns ``{"id", "type"}``."""
+        from .observers import create_rtp_observer
+
+        if self.closed:
+            raise InvalidStateError("router closed")
+        observer = create_rtp_observer(self, type_, options, now_ms)
+        self.rtp_observers[observer.id] = observer
+        self.worker.objects[observer.id] = observer
+        return {"id": observer.id, "type": observer.type}
+
+    def rtp_observer_producer(self, data: dict) -> "Producer":
+        """The producer named by ``data["producerId"]``; ValueError naming ``producer_id`` when this
+        router has none (mediasoup "Producer not found")."""
+        producer_id = data.get("producerId")
+        if not isinstance(producer_id, str) or not producer_id:
+            raise TypeError("producer_id must be a non-empty str")
+        producer = self.producers.get(producer_id)
+        if producer is None:
+            raise ValueError(f"producer_id {producer_id!r}: no such producer in this router")
+        return producer
+
+    def close_rtp_observer(self, observer: "RtpObserver") -> None:
+        observer.close()
+        self.rtp_observers.pop(observer.id, None)
+        self.worker.objects.pop(observer.id, None)
+
+    def run_rtp_observer_timers(self, now_ms: int) -> None:
+        """Called by the worker's tick: the observers whose timer is due run their update."""
+        for observer in list(self.rtp_observers.values()):
+            due = observer.timer_due_ms
+            if due is not None and due <= now_ms:
+                observer.on_timer(now_ms)
+    # --- end rtp observers ---
+
+    # --- data channels (issue 7) ---
+    def close_data_producer(self, data_producer: Any, *, notify_self: bool = False) -> None:
+        """Close a DataProducer: its DataConsumers get ``dataproducerclose``."""
+        close_data_producer(self, data_producer, notify_self=notify_self, now_ms=self.worker.now_ms())
+
+    def close_data_consumer(self, data_consumer: Any, *, notify: str | None = None) -> None:
+        close_data_consumer(self, data_consumer, notify=notify, now_ms=self.worker.now_ms())
+    # --- end data channels ---
+
     def add_producer(self, producer: "Producer") -> None:
         self.producers[producer.id] = producer
         self.worker.objects[producer.id] = producer
@@ -175,6 +271,12 @@ class Router:
         if producer.closed:
             return
         producer.closed = True
+        # --- rtp observers (issue 7) ---
+        if getattr(producer, "rtp_observers", None):
+            now_ms = self.worker.now_ms()
+            for observer in list(producer.rtp_observers):
+                observer.producer_closed(producer, now_ms)
+        # --- end rtp observers ---
         producer.transport.remove_producer(producer)
         self.producers.pop(producer.id, None)
         self.worker.objects.pop(producer.id, None)
@@ -209,6 +311,10 @@ class Router:
         if self.closed:
             return
         self.closed = True
+        # --- rtp observers (issue 7) ---
+        for observer in list(self.rtp_observers.values()):
+            self.close_rtp_observer(observer)
+        # --- end rtp observers ---
         for transport in list(self.transports.values()):
             self.close_transport(transport, cause)
         self.worker.objects.pop(self.id, None)
@@ -219,10 +325,9 @@ class Router:
         return {
             "id": self.id,
             "transportIds": list(self.transports),
-            "rtpObserverIds": [],
+            "rtpObserverIds": list(self.rtp_observers),  # rtp observers (issue 7)
             "mapProducerIdConsumerIds": [{"key": p.id, "values": [c.id for c in p.consumers]} for p in self.producers.values()],
             "mapConsumerIdProducerId": [{"key": c.id, "value": c.producer_id} for c in self.consumers.values()],
-            "mapProducerIdObserverIds": [],
-            "mapDataProducerIdDataConsumerIds": [],
-            "mapDataConsumerIdDataProducerId": [],
+            "mapProducerIdObserverIds": [{"key": p.id, "values": [o.id for o in getattr(p, "rtp_observers", ())]} for p in self.producers.values()],  # rtp observers (issue 7)
+            **router_data_dump(self),  # data channels (issue 7)
         }

@@ -41,11 +41,22 @@ from raysfu.transport.webrtc_transport import RTCP, RTP, WebRtcTransportCore
 
 from .consumer import Consumer
 from .producer import Producer
+from .data_channels import TransportDataMixin  # data channels (issue 7)
+from .producer import LayeredProducer  # simulcast / SVC (issue 5)
+from .simulcast_consumer import MultiStreamPipeConsumer, create_layered_consumer  # issue 5
+from .transport_bwe import TransportBwe  # bandwidth estimation (issue 6)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .router import Router
 
 _U16 = struct.Struct("!H")
+
+
+def _now_ms() -> int:
+    """The worker's clock (``Worker.now_ms``): monotonic ms."""
+    return int(time.monotonic() * 1000)
+
+
 RTCP_INTERVAL_MS = 1000
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 
@@ -64,7 +75,7 @@ def _check_ip(value: Any, field: str) -> str:
     return value
 
 
-def validate_listen_info(info: Any, field: str) -> dict:
+def validate_listen_info(info: Any, field: str, *, allow_tcp: bool = False) -> dict:
     """Check one mediasoup ``TransportListenInfo`` and return a normalised copy.
 
     Shape: ``{"protocol": "udp"|"tcp", "ip": str, "announcedAddress"?: str, "announcedIp"?: str
@@ -72,15 +83,16 @@ def validate_listen_info(info: Any, field: str) -> dict:
     "sendBufferSize"?: int, "recvBufferSize"?: int, "flags"?: {...}}``.
     A wildcard ``ip`` (0.0.0.0, ::) without ``announcedAddress`` is announced as the node's
     ``RAYSFU_ANNOUNCED_ADDRESS`` environment variable when set (cluster.yaml exports it).
-    Raises ``TypeError`` naming the field; ``UnsupportedError`` for ICE over TCP (a later issue).
+    Raises ``TypeError`` naming the field; ``UnsupportedError`` for protocol "tcp" unless
+    ``allow_tcp`` (WebRtcTransport and WebRtcServer: ICE-TCP; Plain/Pipe transports: UDP only).
     """
     if not isinstance(info, dict):
         raise TypeError(f"{field} must be a dict")
     protocol = info.get("protocol", "udp")
     if protocol not in ("udp", "tcp"):
         raise TypeError(f"{field}.protocol must be 'udp' or 'tcp'")
-    if protocol == "tcp":
-        raise UnsupportedError(f"{field}.protocol 'tcp': ICE over TCP is not supported yet")
+    if protocol == "tcp" and not allow_tcp:  # --- webrtc server / ice-tcp (issue 7) ---
+        raise UnsupportedError(f"{field}.protocol 'tcp': only WebRtcTransport and WebRtcServer support TCP")
     ip = _check_ip(info.get("ip"), f"{field}.ip")
     announced = info.get("announcedAddress", info.get("announcedIp"))
     if announced is not None and (not isinstance(announced, str) or not announced):
@@ -171,7 +183,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.owner.drops["socket_error"] += 1
 
 
-class Transport:
+class Transport(TransportDataMixin):  # data channels (issue 7): produce_data/consume_data/SCTP
     """Base of the in-actor transports (mediasoup ``Transport``).
 
     Subclass interface: ``send_rtp(buf, twcc_off)`` (one plaintext RTP packet; ``twcc_off`` is
@@ -200,6 +212,11 @@ class Transport:
         self.next_mid = 0
         self.rtcp_ssrc = secrets.randbits(32) or 1
         self.twcc_seq = 0
+        #: bandwidth estimation (issue 6): a TransportBwe on WebRtcTransports, else None;
+        #: ``bwe_tx`` is the same object once transport-cc feedback has arrived (until then
+        #: nobody estimates, and sent packets are not recorded: no per-packet cost)
+        self.bwe: Any = None
+        self.bwe_tx: Any = None
         self.drops: Counter[str] = Counter()
         self.debug_receive_loss = 0.0
         self.debug_send_loss = 0.0  # fraction of outgoing RTP dropped on purpose (tests)
@@ -213,6 +230,7 @@ class Transport:
         self.rtx_bytes_sent = 0
         self.rtp_packets_received = 0
         self.rtp_packets_sent = 0
+        self._init_data_channels(None)  # data channels (issue 7): no SCTP unless a subclass enables it
 
     # ------------------------------------------------------------------ produce / consume
     def produce(self, data: dict, now_ms: int) -> dict:
@@ -243,8 +261,6 @@ class Transport:
                 self.cname_for_producers = given if isinstance(given, str) and given else ortc.generate_random_cname()
             cname = self.cname_for_producers
         params, mapping, consumable, producer_type = ortc.prepare_producer_rtp_parameters(kind, raw, self.router.rtp_capabilities, cname=cname)
-        if producer_type != "simple":
-            raise UnsupportedError(f"rtp_parameters: {producer_type} producers are not supported yet")
         encodings = params["encodings"]
         mid = params.get("mid")
         if mid and any(p.rtp_parameters.get("mid") == mid for p in self.producers.values()):
@@ -257,7 +273,10 @@ class Transport:
         if not isinstance(delay, int) or delay < 0:
             raise TypeError("keyFrameRequestDelay must be a non-negative int (ms)")
         paused = bool(data.get("paused", False))
-        producer = Producer(
+        # simulcast / SVC (issue 5): several encodings (or SVC layers) -> LayeredProducer
+        extra = {} if producer_type == "simple" else {"producer_type": producer_type}
+        producer = (Producer if producer_type == "simple" else LayeredProducer)(
+            **extra,
             producer_id=producer_id,
             transport=self,
             kind=kind,
@@ -269,10 +288,9 @@ class Transport:
             app_data=data.get("appData"),
         )
         self.producers[producer_id] = producer
-        if producer.ssrc is not None:
-            self.ssrc_table[producer.ssrc] = producer
-        if producer.rtx_ssrc is not None:
-            self.ssrc_table[producer.rtx_ssrc] = producer
+        for ssrc in producer.ssrcs() if producer_type != "simple" else (producer.ssrc, producer.rtx_ssrc):
+            if ssrc is not None:
+                self.ssrc_table[ssrc] = producer
         self.router.add_producer(producer)
         return self.describe_producer(producer)
 
@@ -322,23 +340,31 @@ class Transport:
                 raise TypeError("mid must be a non-empty string")
             rtp_parameters["mid"] = mid
         consumer_id = str(uuid.uuid4())
-        consumer = Consumer(
+        common = dict(
             consumer_id=consumer_id,
             transport=self,
             producer=producer,
             rtp_parameters=rtp_parameters,
             paused=bool(data.get("paused", False)),
             app_data=data.get("appData"),
-            consumer_type="pipe" if pipe else "simple",
         )
+        if producer.type == "simple":
+            consumer = Consumer(**common, consumer_type="pipe" if pipe else "simple")
+        elif pipe:  # simulcast / SVC (issue 5): every stream, each with its own SSRC
+            consumer = MultiStreamPipeConsumer(**common)
+        else:
+            consumer = create_layered_consumer(producer.type, **common, preferred_layers=data.get("preferredLayers"))
         self.consumers[consumer_id] = consumer
-        self.consumer_ssrc_table[consumer.ssrc] = consumer
-        if consumer.rtx_ssrc is not None:
-            self.consumer_ssrc_table[consumer.rtx_ssrc] = consumer
+        for ssrc in getattr(consumer, "ssrcs", (consumer.ssrc, consumer.rtx_ssrc)):
+            if ssrc is not None:
+                self.consumer_ssrc_table[ssrc] = consumer
         self.router.add_consumer(consumer)
         if consumer.active:
-            producer.request_key_frame(now_ms)
-        return {
+            if producer.type == "simple":
+                producer.request_key_frame(now_ms)
+            else:
+                consumer.request_key_frame(now_ms)
+        info = {
             "id": consumer_id,
             "producerId": producer_id,
             "kind": consumer.kind,
@@ -348,6 +374,11 @@ class Transport:
             "producerPaused": consumer.producer_paused,
             "score": consumer.score_dict(),
         }
+        if hasattr(consumer, "selector"):  # simulcast / SVC (issue 5)
+            info["preferredLayers"] = consumer.preferred_layers
+            info["currentLayers"] = consumer.current_layers
+            self.wake_timer(0)
+        return info
 
     def remove_producer(self, producer: Producer) -> None:
         self.producers.pop(producer.id, None)
@@ -356,7 +387,7 @@ class Transport:
 
     def remove_consumer(self, consumer: Consumer) -> None:
         self.consumers.pop(consumer.id, None)
-        for ssrc in (consumer.ssrc, consumer.rtx_ssrc):
+        for ssrc in getattr(consumer, "ssrcs", (consumer.ssrc, consumer.rtx_ssrc)):
             if ssrc is not None and self.consumer_ssrc_table.get(ssrc) is consumer:
                 del self.consumer_ssrc_table[ssrc]
 
@@ -378,11 +409,20 @@ class Transport:
         if self.debug_receive_loss and hdr[4] == producer.ssrc and self._loss_rng.random() < self.debug_receive_loss:
             self.drops["debug_receive_loss"] += 1
             return
+        bwe = self.bwe  # --- bwe (issue 6): transport-cc arrival log for the feedback ---
+        if bwe is not None:
+            bwe.on_rtp_received(data, hdr, producer, now_ms)
         producer.receive_rtp(data, hdr, now_ms)
 
     def _identify_producer(self, data: bytes, hdr: tuple) -> Producer | None:
-        """Learn an SSRC from the ``mid`` extension (mediasoup RtpListener midTable)."""
+        """Learn an SSRC from the ``mid`` extension (mediasoup RtpListener midTable), or for a
+        simulcast/SVC producer from ``rid``/``rrid`` (LayeredProducer.identify)."""
         for producer in self.producers.values():
+            if producer.type != "simple":
+                if producer.identify(data, hdr):
+                    self.ssrc_table[hdr[4]] = producer
+                    return producer
+                continue
             if producer.matches_first_packet(data, hdr[6], hdr[7], hdr[8]):
                 ssrc = hdr[4]
                 if hdr[0] == producer.payload_type and producer.ssrc is None:
@@ -427,7 +467,15 @@ class Transport:
                     consumer = self.consumer_ssrc_table.get(ssrc)
                     if consumer is not None:
                         consumer.receive_key_frame_request("fir", now_ms)
-            # sdes, bye, remb, twcc, xr: not used yet (BWE is a later issue)
+            # --- bwe (issue 6) ---
+            elif kind == "twcc":
+                if self.bwe is not None:
+                    self.bwe.on_feedback(item[3], now_ms)
+            elif kind == "remb":
+                if self.bwe is not None:
+                    self.bwe.on_remb(item[2])
+            # --- end bwe ---
+            # sdes, bye, xr: not used
 
     def _rr_block(self, block: tuple, now_ms: int) -> None:
         consumer = self.consumer_ssrc_table.get(block[0])
@@ -481,6 +529,10 @@ class Transport:
                 if t is not None and t < due:
                     due = t
         self.timer_due_ms = due
+        # --- data channels (issue 7) ---
+        if self.sctp is not None:
+            self._sctp_on_timer(now_ms)
+        # --- end data channels ---
 
     def wake_timer(self, due_ms: int | None = 0) -> None:
         """Have ``on_timer`` run at ``due_ms`` (monotonic ms; 0: at the next tick) if that is
@@ -521,6 +573,7 @@ class Transport:
             self.router.close_producer(producer, notify_self=cause != "user")
         for consumer in list(self.consumers.values()):
             self.router.close_consumer(consumer, notify="transportclose" if cause != "user" else None)
+        self._close_data_channels(cause)  # data channels (issue 7)
         self.router.transports.pop(self.id, None)
 
     def base_stats(self, now_ms: int) -> dict:
@@ -556,8 +609,7 @@ class Transport:
                 "midTable": [{"key": p.rtp_parameters.get("mid"), "value": p.id} for p in self.producers.values() if p.rtp_parameters.get("mid")],
                 "ridTable": [],
             },
-            "dataProducerIds": [],
-            "dataConsumerIds": [],
+            **self.data_dump(),  # data channels (issue 7): dataProducerIds, dataConsumerIds, sctp*
             "traceEventTypes": [],
             "droppedPackets": dict(self.drops),
         }
@@ -570,12 +622,14 @@ class WebRtcTransport(Transport):
 
     def __init__(self, router: "Router", transport_id: str, options: dict) -> None:
         super().__init__(router, transport_id, options.get("appData"))
+        self._init_data_channels(options)  # data channels (issue 7): enableSctp & co
         self.listen_infos = options["listenInfos"]
         self.core = WebRtcTransportCore(
             self.worker.certificate,
             ice_consent_timeout_ms=int(options.get("iceConsentTimeout", 30)) * 1000,
         )
         self.initial_available_outgoing_bitrate = options.get("initialAvailableOutgoingBitrate", 600000)
+        self.bwe = TransportBwe(self, initial_available_outgoing_bitrate=self.initial_available_outgoing_bitrate)  # issue 6
         self.protocols: list[_UdpProtocol] = []
         self.local_addrs: list[dict] = []
         self.remote_protocol: dict[Any, _UdpProtocol] = {}
@@ -587,22 +641,69 @@ class WebRtcTransport(Transport):
         self._tx_remote: Any = None
         self._tx_sendto: Any = None
         self._tx_protect: Any = None  # SrtpSession.raw_rtp_protect of _tx_srtp (None: its slow path)
+        # --- webrtc server / ice-tcp (issue 7) ---
+        self.webrtc_server = options.get("webRtcServer")  # actors.webrtc_server.WebRtcServer | None
+        self.enable_udp = options.get("enableUdp", True)
+        self.enable_tcp = options.get("enableTcp", False)
+        self.prefer_udp = bool(options.get("preferUdp", False))
+        self.prefer_tcp = bool(options.get("preferTcp", False))
+        self.tcp_servers: list[asyncio.AbstractServer] = []  # our own TCP listeners (no server)
+        self.tcp_connections: set = set()  # IceTcpConnection objects bound to this transport
+        self.pending_tcp: set = set()  # accepted on our listeners, first frame not yet seen
+        # --- end webrtc server / ice-tcp ---
 
+    # --- webrtc server / ice-tcp (issue 7) ---------------------------------------------------
     async def open(self) -> None:
-        """Bind one UDP socket per listen info and start receiving."""
+        """Bind one socket per listen info, a UDP socket or a TCP listener (ICE-TCP passive
+        candidate), and start receiving; with a WebRtcServer, bind nothing and register on its
+        shared sockets instead (``local_addrs`` is then the server's list)."""
+        server = self.webrtc_server
+        if server is not None:
+            self.local_addrs = server.local_addrs
+            self.ice_candidates = server.ice_candidates(
+                enable_udp=self.enable_udp, enable_tcp=self.enable_tcp, prefer_udp=self.prefer_udp, prefer_tcp=self.prefer_tcp
+            )
+            server.register_transport(self)
+            return
+        from .webrtc_server import IceTcpConnection, bind_tcp
+
         loop = asyncio.get_running_loop()
         try:
             for index, info in enumerate(self.listen_infos):
-                sock = bind_udp(info)
-                protocol = _UdpProtocol(self, index, sock)
-                await loop.create_datagram_endpoint(lambda p=protocol: p, sock=sock)
-                self.protocols.append(protocol)
+                if info["protocol"] == "tcp":
+                    sock = bind_tcp(info)
+                    self.tcp_servers.append(await loop.create_server(lambda i=index: IceTcpConnection(self, i), sock=sock))
+                else:
+                    sock = bind_udp(info)
+                    protocol = _UdpProtocol(self, index, sock)
+                    await loop.create_datagram_endpoint(lambda p=protocol: p, sock=sock)
+                    self.protocols.append(protocol)
                 port = sock.getsockname()[1]
-                self.local_addrs.append({"protocol": "udp", "ip": info["ip"], "announcedAddress": info.get("announcedAddress"), "port": port})
+                self.local_addrs.append({"protocol": info["protocol"], "ip": info["ip"], "announcedAddress": info.get("announcedAddress"), "port": port})
         except BaseException:
             self._close_sockets()
             raise
-        self.ice_candidates = ice_candidates(self.local_addrs)
+        self.ice_candidates = ice_candidates(self.local_addrs, prefer_udp=self.prefer_udp, prefer_tcp=self.prefer_tcp)
+
+    def first_tcp_frame(self, conn, datagram: bytes) -> "WebRtcTransport | None":
+        """A connection on our own TCP listener sent its first frame (STUN, checked by the
+        caller): it is ours; the ICE server checks its credentials."""
+        return None if self.closed else self
+
+    def tcp_connection_lost(self, conn) -> None:
+        """An ICE-TCP connection closed: its tuple leaves ICE (RFC 6544; mediasoup
+        ``RemoveTuple``), which may select another tuple or go disconnected."""
+        self.tcp_connections.discard(conn)
+        if self.closed:
+            return
+        key = conn.key
+        if self.remote_protocol.get(key) is conn:
+            del self.remote_protocol[key]
+        now_ms = self.worker.now_ms()
+        self.core.ice.remove_tuple(key, now_ms)
+        self.core._pull_ice_events(now_ms)
+        self._flush_core()
+    # --- end webrtc server / ice-tcp -------------------------------------------------------------
 
     # ------------------------------------------------------------------ datagrams
     def datagram_received(self, data: bytes, addr, protocol: _UdpProtocol) -> None:
@@ -628,6 +729,10 @@ class WebRtcTransport(Transport):
             if name == "iceselectedtuplechange":
                 value = self.tuple_dict(value)
             self.worker.emit(self.id, name, value)
+        # --- data channels (issue 7): DTLS application data is SCTP ---
+        if self.sctp is not None:
+            self._sctp_after_core()
+        # --- end data channels ---
         self._update_route()
         self.wake_timer(core.next_timer_ms())
 
@@ -640,6 +745,28 @@ class WebRtcTransport(Transport):
         else:
             self._tx_srtp, self._tx_remote, self._tx_sendto = core.srtp, remote, protocol.sendto
             self._tx_protect = core.srtp.raw_rtp_protect
+
+    # --- data channels (issue 7) ---------------------------------------------------------------
+    def _sctp_after_core(self) -> None:
+        """After the core ran: start SCTP once DTLS is connected, feed it the application data."""
+        core = self.core
+        sctp = self.sctp
+        now_ms = self.worker.now_ms()
+        if sctp.association is None and core.dtls_state == "connected":
+            self._sctp_start(core.dtls_role == "client", now_ms)
+        for packet in core.drain_application_data():
+            self._sctp_receive(packet, now_ms)
+
+    def _send_sctp_packets(self, packets: list[bytes]) -> None:
+        """SCTP packets out as DTLS application data, to the selected tuple."""
+        core = self.core
+        core.send_application_data(packets)
+        for datagram, remote in core.datagrams_to_send():
+            protocol = self.remote_protocol.get(remote) or (self.protocols[0] if self.protocols else None)
+            if protocol is not None and protocol.udp is not None:
+                protocol.udp.sendto(datagram, remote)
+                self.bytes_sent += len(datagram)
+    # --- end data channels ------------------------------------------------------------------------
 
     def tuple_dict(self, remote) -> dict | None:
         """mediasoup ``TransportTuple`` for a remote ``(ip, port)``."""
@@ -654,7 +781,7 @@ class WebRtcTransport(Transport):
             "localPort": local["port"],
             "remoteIp": remote[0],
             "remotePort": remote[1],
-            "protocol": "udp",
+            "protocol": local.get("protocol", "udp"),  # webrtc server / ice-tcp (issue 7)
         }
 
     def send_scratch_rtp(self, n: int, twcc_off: int) -> None:
@@ -670,6 +797,9 @@ class WebRtcTransport(Transport):
         if twcc_off >= 0:
             self.twcc_seq = seq = (self.twcc_seq + 1) & 0xFFFF
             _U16.pack_into(SEND_VIEW, twcc_off + 1, seq)
+            bwe = self.bwe_tx  # --- bwe (issue 6) ---
+            if bwe is not None:
+                bwe.on_rtp_sent(seq, n, _now_ms())
         raw = self._tx_protect
         try:
             if raw is not None:  # SrtpSession.protect_rtp_into, inlined
@@ -718,6 +848,8 @@ class WebRtcTransport(Transport):
     def restart_ice(self) -> dict:
         self._check_open()
         result = self.core.restart_ice()
+        if self.webrtc_server is not None:  # webrtc server / ice-tcp (issue 7): new ufrag routes here
+            self.webrtc_server.refresh_ufrag(self)
         self._flush_core()
         return result
 
@@ -729,6 +861,13 @@ class WebRtcTransport(Transport):
             self._flush_core()
         super().on_timer(now_ms)
         self.wake_timer(core.next_timer_ms())
+        bwe = self.bwe  # --- bwe (issue 6) ---
+        if bwe is not None:
+            t = bwe.next_timer_ms()
+            if t is not None and t <= now_ms:
+                bwe.on_timer(now_ms)
+                t = bwe.next_timer_ms()
+            self.wake_timer(t)
 
     def close(self, cause: str = "user") -> None:
         if self.closed:
@@ -753,6 +892,17 @@ class WebRtcTransport(Transport):
             if protocol.udp is not None:
                 protocol.udp.close()
         self.protocols = []
+        # --- webrtc server / ice-tcp (issue 7) ---
+        if self.webrtc_server is not None:
+            self.webrtc_server.unregister_transport(self)
+        for server in self.tcp_servers:
+            server.close()
+        self.tcp_servers = []
+        for conn in list(self.tcp_connections) + list(self.pending_tcp):
+            conn.close()
+        self.tcp_connections.clear()
+        self.pending_tcp.clear()
+        # --- end webrtc server / ice-tcp ---
 
     # ------------------------------------------------------------------ info
     def describe(self) -> dict:
@@ -765,8 +915,7 @@ class WebRtcTransport(Transport):
             "iceSelectedTuple": self.tuple_dict(self.core.selected_tuple),
             "dtlsParameters": self.core.dtls_parameters,
             "dtlsState": self.core.dtls_state,
-            "sctpParameters": None,
-            "sctpState": None,
+            **self.sctp_describe(),  # data channels (issue 7)
         }
 
     def get_stats(self, now_ms: int) -> list[dict]:
@@ -778,7 +927,7 @@ class WebRtcTransport(Transport):
                 "iceRole": "controlled",
                 "iceState": self.core.ice_state,
                 "dtlsState": self.core.dtls_state,
-                "availableOutgoingBitrate": self.initial_available_outgoing_bitrate,
+                **self.bwe.stats(),
             }
         )
         selected = self.tuple_dict(self.core.selected_tuple)

@@ -20,6 +20,7 @@ from raysfu.transport.dtls import DtlsCertificate
 from raysfu.transport.errors import InvalidStateError, UnsupportedError
 
 from .router import Router
+from .data_channels import set_data_producer_paused  # data channels (issue 7)
 
 TICK_MS = 20
 _LOG_LEVELS = ("debug", "warn", "error", "none")
@@ -95,6 +96,7 @@ class WorkerCore:
         self.timer_errors = 0
         self._load_mark: tuple[float, float, int, int] | None = None
         self._load_rates: dict | None = None
+        self.webrtc_servers: dict[str, Any] = {}  # webrtc server (issue 7): id → WebRtcServer
 
     # ------------------------------------------------------------------ clock and events
     @staticmethod
@@ -159,6 +161,13 @@ class WorkerCore:
                         self.timer_errors += 1
                         transport.drops["timer_error"] += 1
                         transport.timer_due_ms = now_ms + 1000  # do not spin on a failing timer
+                # --- rtp observers (issue 7) ---
+                if router.rtp_observers:
+                    try:
+                        router.run_rtp_observer_timers(now_ms)
+                    except Exception:
+                        self.timer_errors += 1
+                # --- end rtp observers ---
 
     # ------------------------------------------------------------------ requests
     async def request(self, method: str, target_id: str | None, data: dict) -> Any:
@@ -182,6 +191,19 @@ class WorkerCore:
         return result
 
     async def _worker_request(self, method: str, data: dict) -> Any:
+        # --- webrtc server / ice-tcp (issue 7) ---
+        if method == "worker.createWebRtcServer":
+            from .webrtc_server import WebRtcServer, validate_webrtc_server_options
+
+            server = WebRtcServer(self, data.get("webRtcServerId") or str(uuid.uuid4()), validate_webrtc_server_options(data))
+            await server.open()
+            if self.closed:
+                server.close()
+                raise InvalidStateError("worker closed")
+            self.webrtc_servers[server.id] = server
+            self.objects[server.id] = server
+            return {"id": server.id, "localAddresses": server.local_addrs}
+        # --- end webrtc server / ice-tcp ---
         if method == "worker.createRouter":
             router_id = data.get("routerId") or str(uuid.uuid4())
             router = Router(self, router_id, data.get("mediaCodecs"), data.get("appData"))
@@ -246,6 +268,16 @@ class WorkerCore:
         router.close()
         self.routers.pop(router.id, None)
 
+    # --- webrtc server / ice-tcp (issue 7): webRtcServer.* ---
+    def _webRtcServer_close(self, server, data: dict, now_ms: int) -> None:
+        server.close()
+        self.webrtc_servers.pop(server.id, None)
+        self.objects.pop(server.id, None)
+
+    def _webRtcServer_dump(self, server, data: dict, now_ms: int) -> dict:
+        return server.dump()
+    # --- end webrtc server / ice-tcp ---
+
     # transport.*
     def _transport_connect(self, t, data: dict, now_ms: int) -> dict:
         return t.connect(data, now_ms)
@@ -280,15 +312,80 @@ class WorkerCore:
             raise TypeError("fraction must be a number in [0, 1)")
         t.debug_send_loss = float(fraction)
 
-    def _transport_setMaxIncomingBitrate(self, t, data: dict, now_ms: int) -> None:
-        raise UnsupportedError("set_max_incoming_bitrate: bandwidth control is not supported yet")
+    # --- bwe (issue 6) ---
+    @staticmethod
+    def _bitrate(data: dict) -> int:
+        bitrate = data.get("bitrate")
+        if not isinstance(bitrate, int) or isinstance(bitrate, bool) or bitrate < 0:
+            raise TypeError("bitrate must be a non-negative int (bps; 0: no limit)")
+        return bitrate
 
-    _transport_setMaxOutgoingBitrate = _transport_setMaxIncomingBitrate
-    _transport_setMinOutgoingBitrate = _transport_setMaxIncomingBitrate
+    @staticmethod
+    def _bwe_of(t, method: str):
+        if getattr(t, "bwe", None) is None:
+            raise UnsupportedError(f"{method}: only WebRtcTransports estimate bandwidth")
+        return t.bwe
+
+    def _transport_setMaxIncomingBitrate(self, t, data: dict, now_ms: int) -> None:
+        """mediasoup: a REMB caps the remote sender (0: no cap)."""
+        bitrate = self._bitrate(data)
+        self._bwe_of(t, "set_max_incoming_bitrate").set_max_incoming_bitrate(bitrate, now_ms)
+
+    def _transport_setMaxOutgoingBitrate(self, t, data: dict, now_ms: int) -> None:
+        """mediasoup: caps the estimate handed to the consumers; must be >= the min (0: none)."""
+        bitrate = self._bitrate(data)
+        bwe = self._bwe_of(t, "set_max_outgoing_bitrate")
+        if bitrate and bwe.send_side.min_outgoing_bitrate and bitrate < bwe.send_side.min_outgoing_bitrate:
+            raise ValueError("bitrate: max outgoing bitrate must be >= the min outgoing bitrate")
+        bwe.set_max_outgoing_bitrate(bitrate)
+
+    def _transport_setMinOutgoingBitrate(self, t, data: dict, now_ms: int) -> None:
+        """mediasoup: a floor for the estimate handed to the consumers; <= the max (0: none)."""
+        bitrate = self._bitrate(data)
+        bwe = self._bwe_of(t, "set_min_outgoing_bitrate")
+        if bitrate and bwe.send_side.max_outgoing_bitrate and bitrate > bwe.send_side.max_outgoing_bitrate:
+            raise ValueError("bitrate: min outgoing bitrate must be <= the max outgoing bitrate")
+        bwe.set_min_outgoing_bitrate(bitrate)
 
     def _transport_enableTraceEvent(self, t, data: dict, now_ms: int) -> None:
-        if data.get("types"):
-            raise UnsupportedError("enable_trace_event: trace events are not supported yet")
+        """Trace types ``bwe`` and ``probation`` on WebRtcTransports (mediasoup's others raise)."""
+        types = data.get("types") or []
+        if not isinstance(types, list) or not all(isinstance(x, str) for x in types):
+            raise TypeError("types must be a list of strings")
+        unsupported = [x for x in types if x not in ("bwe", "probation")]
+        if unsupported:
+            raise UnsupportedError(f"enable_trace_event: trace types {unsupported} are not supported")
+        if types:
+            self._bwe_of(t, "enable_trace_event").enable_trace_event(types)
+        elif getattr(t, "bwe", None) is not None:
+            t.bwe.enable_trace_event([])
+    # --- end bwe ---
+
+    # --- rtp observers (issue 7) ---
+    def _router_createAudioLevelObserver(self, router: Router, data: dict, now_ms: int) -> dict:
+        return router.create_rtp_observer("audiolevel", data, now_ms)
+
+    def _router_createActiveSpeakerObserver(self, router: Router, data: dict, now_ms: int) -> dict:
+        return router.create_rtp_observer("activespeaker", data, now_ms)
+
+    def _rtpObserver_addProducer(self, o, data: dict, now_ms: int) -> None:
+        o.add_producer(o.router.rtp_observer_producer(data), now_ms)
+
+    def _rtpObserver_removeProducer(self, o, data: dict, now_ms: int) -> None:
+        o.remove_producer(o.router.rtp_observer_producer(data), now_ms)
+
+    def _rtpObserver_pause(self, o, data: dict, now_ms: int) -> None:
+        o.pause(now_ms)
+
+    def _rtpObserver_resume(self, o, data: dict, now_ms: int) -> None:
+        o.resume(now_ms)
+
+    def _rtpObserver_close(self, o, data: dict, now_ms: int) -> None:
+        o.router.close_rtp_observer(o)
+
+    def _rtpObserver_dump(self, o, data: dict, now_ms: int) -> dict:
+        return o.dump()
+    # --- end rtp observers ---
 
     # producer.*
     def _producer_pause(self, p, data: dict, now_ms: int) -> None:
@@ -320,6 +417,71 @@ class WorkerCore:
         if data.get("types"):
             raise UnsupportedError("enable_trace_event: trace events are not supported yet")
 
+    # --- data channels (issue 7) ------------------------------------------------------------
+    def _transport_produceData(self, t, data: dict, now_ms: int) -> dict:
+        return t.produce_data(data, now_ms)
+
+    def _transport_consumeData(self, t, data: dict, now_ms: int) -> dict:
+        return t.consume_data(data, now_ms)
+
+    def _dataProducer_pause(self, p, data: dict, now_ms: int) -> None:
+        set_data_producer_paused(p.transport.router, p, True)
+
+    def _dataProducer_resume(self, p, data: dict, now_ms: int) -> None:
+        set_data_producer_paused(p.transport.router, p, False)
+
+    def _dataProducer_close(self, p, data: dict, now_ms: int) -> None:
+        p.transport.router.close_data_producer(p)
+
+    def _dataProducer_getStats(self, p, data: dict, now_ms: int) -> list:
+        return p.get_stats(now_ms)
+
+    def _dataProducer_dump(self, p, data: dict, now_ms: int) -> dict:
+        return p.dump()
+
+    def _dataProducer_send(self, p, data: dict, now_ms: int) -> int:
+        return p.transport.producer_send_data(p, data.get("messages") or [], now_ms)
+
+    def _dataConsumer_pause(self, c, data: dict, now_ms: int) -> None:
+        c.pause()
+
+    def _dataConsumer_resume(self, c, data: dict, now_ms: int) -> None:
+        c.resume()
+
+    def _dataConsumer_close(self, c, data: dict, now_ms: int) -> None:
+        c.transport.router.close_data_consumer(c)
+
+    def _dataConsumer_getStats(self, c, data: dict, now_ms: int) -> list:
+        sctp = c.transport.sctp
+        return sctp.data_consumer_stats(c, now_ms) if sctp is not None and c.type == "sctp" else c.get_stats(now_ms)
+
+    def _dataConsumer_dump(self, c, data: dict, now_ms: int) -> dict:
+        return c.dump()
+
+    def _dataConsumer_getBufferedAmount(self, c, data: dict, now_ms: int) -> int:
+        return self._dataConsumer_getStats(c, data, now_ms)[0]["bufferedAmount"]
+
+    def _dataConsumer_setBufferedAmountLowThreshold(self, c, data: dict, now_ms: int) -> None:
+        t = c.transport
+        if t.sctp is not None and c.type == "sctp":
+            t.sctp.set_buffered_amount_low_threshold(c, data.get("threshold"))
+            t._sctp_flush(now_ms)
+        elif c.set_buffered_amount_low_threshold(data.get("threshold")):
+            self.emit(c.id, "bufferedamountlow", c.buffered_amount)
+
+    def _dataConsumer_send(self, c, data: dict, now_ms: int) -> bool:
+        return c.transport.data_consumer_send(c, data["payload"], data["ppid"], now_ms)
+
+    def _dataConsumer_setSubchannels(self, c, data: dict, now_ms: int) -> list:
+        return c.set_subchannels(data.get("subchannels") or [])
+
+    def _dataConsumer_addSubchannel(self, c, data: dict, now_ms: int) -> list:
+        return c.add_subchannel(data.get("subchannel"))
+
+    def _dataConsumer_removeSubchannel(self, c, data: dict, now_ms: int) -> list:
+        return c.remove_subchannel(data.get("subchannel"))
+    # --- end data channels --------------------------------------------------------------------
+
     # consumer.*
     def _consumer_pause(self, c, data: dict, now_ms: int) -> None:
         c.set_paused(True, now_ms)
@@ -350,6 +512,11 @@ class WorkerCore:
         layers = data.get("preferredLayers")
         if not isinstance(layers, dict) or not isinstance(layers.get("spatialLayer"), int):
             raise TypeError("preferred_layers.spatialLayer must be an int")
+        # --- simulcast / SVC (issue 5): the layered consumers apply them and return them ---
+        set_layers = getattr(c, "set_preferred_layers", None)
+        if set_layers is not None:
+            return set_layers(layers, now_ms)
+        # --- end simulcast / SVC ---
         return None  # a simple consumer has no layers (mediasoup ignores it too)
 
     def _consumer_enableTraceEvent(self, c, data: dict, now_ms: int) -> None:
@@ -417,7 +584,7 @@ class WorkerCore:
         """mediasoup ``WorkerDump``."""
         return {
             "pid": os.getpid(),
-            "webRtcServerIds": [],
+            "webRtcServerIds": list(self.webrtc_servers),  # webrtc server (issue 7)
             "routerIds": list(self.routers),
             "channelMessageHandlers": {"channelRequestHandlers": list(self.objects), "channelNotificationHandlers": []},
             "timerErrors": self.timer_errors,
@@ -453,6 +620,9 @@ class WorkerCore:
         for router in list(self.routers.values()):
             router.close()
         self.routers.clear()
+        for server in list(self.webrtc_servers.values()):  # webrtc server (issue 7)
+            server.close()
+        self.webrtc_servers.clear()
         self.closed = True
         if self._tick_task is not None:
             self._tick_task.cancel()
