@@ -10,6 +10,8 @@ router = await worker.create_router(media_codecs=[...])
 from raysfu.transport.errors import InvalidStateError, SfuError, UnsupportedError
 
 from .api import (
+    ActiveSpeakerObserver,
+    AudioLevelObserver,
     Consumer,
     DataConsumer,
     DataProducer,
@@ -30,6 +32,8 @@ from .direct_transport import DirectContext, DirectTransportHandler  # issue 7
 from .room import Room, RoomManager, RoomRegistry, get_registry
 
 __all__ = [
+    "ActiveSpeakerObserver",
+    "AudioLevelObserver",
     "Consumer",
     "DataConsumer",
     "DataProducer",

@@ -11,6 +11,11 @@ the WorkerActor drives their periodic timer and turns the returned events into n
   (``DominantSpeakerIdentification.java``) and mediasoup (``worker/src/RTC/ActiveSpeakerObserver.cpp``);
   event ``("dominantspeaker", producer_id)``.
 
+:class:`RtpObserver` is the in-actor object the Router holds for each observer (producers feed
+its logic from ``Producer._feed_rtp_observers``; the WorkerActor's tick runs its timer and it emits
+the events); the driver-side handles are ``raysfu.actors.api.AudioLevelObserver`` and
+``ActiveSpeakerObserver``.
+
 No clock is read and nothing is scheduled here: every method that depends on time takes
 ``now_ms`` (monotonic milliseconds), the timer is pulled with :meth:`next_timer_ms` and run with
 ``on_timer(now_ms)``, which returns the list of events due (usually empty). Methods that mediasoup
@@ -26,6 +31,7 @@ validation, allocation or logging.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 __all__ = [
     "AudioLevelObserverLogic",
@@ -33,6 +39,8 @@ __all__ = [
     "EVENT_VOLUMES",
     "EVENT_SILENCE",
     "EVENT_DOMINANT_SPEAKER",
+    "RtpObserver",
+    "create_rtp_observer",
 ]
 
 EVENT_VOLUMES = "volumes"
@@ -633,3 +641,189 @@ class ActiveSpeakerObserverLogic:
             self._dominant_id = new_id
             return True
         return False
+
+
+# ---------------------------------------------------------------------------------------------------
+# In-actor RtpObserver (the Router's object that wraps one of the logics above)
+# ---------------------------------------------------------------------------------------------------
+
+OBSERVER_TYPE_AUDIO_LEVEL = "audiolevel"
+OBSERVER_TYPE_ACTIVE_SPEAKER = "activespeaker"
+
+
+class RtpObserver:
+    """mediasoup ``RTC::RtpObserver`` inside the WorkerActor: one observer of a Router.
+
+    ``type`` is ``"audiolevel"`` (``logic`` an :class:`AudioLevelObserverLogic`) or
+    ``"activespeaker"`` (an :class:`ActiveSpeakerObserverLogic`). The Router keeps it in
+    ``router.rtp_observers`` (id -> RtpObserver); each held (in-actor) Producer lists it in
+    ``producer.rtp_observers`` and feeds ``logic.on_audio_level`` with the RFC 6464 level of
+    every packet it receives while not paused (see ``Producer._feed_rtp_observers``).
+
+    The WorkerActor's tick runs :meth:`on_timer` once ``now_ms >= timer_due_ms``; events go to
+    the driver through ``worker.emit(observer_id, event, data)``:
+
+    - ``("volumes", [{"producerId": str, "volume": int dBov}, ...])`` loudest first;
+    - ``("silence", None)``;
+    - ``("dominantspeaker", {"producerId": str})``.
+
+    A producer's pause/resume is picked up at the next tick (mediasoup ``ProducerPaused`` /
+    ``ProducerResumed``: the audio-level observer drops the partial sum, a paused producer cannot
+    become the dominant speaker); a closed producer is removed at once
+    (:meth:`producer_closed`, mediasoup ``Router::OnTransportProducerClosed``).
+    """
+
+    __slots__ = ("id", "type", "router", "logic", "producers", "_producer_paused", "closed")
+
+    def __init__(self, router: Any, observer_id: str, type_: str, logic: Any) -> None:
+        self.id = observer_id
+        self.type = type_
+        self.router = router
+        self.logic = logic
+        self.producers: dict[str, Any] = {}          # producer id -> in-actor Producer, add order
+        self._producer_paused: dict[str, bool] = {}  # paused state last given to the logic
+        self.closed = False
+
+    @property
+    def paused(self) -> bool:
+        """True between ``pause`` and ``resume`` of the observer."""
+        return self.logic.paused
+
+    @property
+    def timer_due_ms(self) -> int | None:
+        """When :meth:`on_timer` next has work (monotonic ms), None while paused."""
+        return self.logic.next_timer_ms()
+
+    def _emit(self, events: list) -> None:
+        emit = self.router.worker.emit
+        for event, data in events:
+            if event == EVENT_VOLUMES:
+                emit(self.id, event, [{"producerId": pid, "volume": vol} for pid, vol in data])
+            elif event == EVENT_DOMINANT_SPEAKER:
+                emit(self.id, event, {"producerId": data})
+            else:
+                emit(self.id, event, None)
+
+    def add_producer(self, producer: Any, now_ms: int) -> None:
+        """Hold ``producer`` (an in-actor audio Producer of the same router).
+
+        Raises TypeError "producer_id: not an audio producer" for video (mediasoup
+        ``RtpObserver::AddProducer``); adding a held producer again is a no-op for the audio-level
+        observer and ValueError for the active-speaker one (as mediasoup)."""
+        if producer.kind != "audio":
+            raise TypeError("producer_id: not an audio producer")
+        if producer.id in self.producers:
+            if self.type == OBSERVER_TYPE_ACTIVE_SPEAKER:
+                raise ValueError(f"producer_id {producer.id!r} already added")
+            return
+        if self.type == OBSERVER_TYPE_ACTIVE_SPEAKER:
+            self.logic.add_producer(producer.id, paused=producer.paused, now_ms=now_ms)
+        else:
+            self.logic.add_producer(producer.id, paused=producer.paused)
+        self.producers[producer.id] = producer
+        self._producer_paused[producer.id] = producer.paused
+        producer.rtp_observers.append(self)
+
+    def remove_producer(self, producer: Any, now_ms: int) -> None:
+        """Release ``producer`` (no-op when not held); may emit ``dominantspeaker`` at once when it
+        was the dominant speaker (mediasoup ``ActiveSpeakerObserver::RemoveProducer``)."""
+        if self.producers.pop(producer.id, None) is None:
+            return
+        self._producer_paused.pop(producer.id, None)
+        try:
+            producer.rtp_observers.remove(self)
+        except ValueError:
+            pass
+        if self.type == OBSERVER_TYPE_ACTIVE_SPEAKER:
+            self._sync_paused()
+            self._emit(self.logic.remove_producer(producer.id, now_ms))
+        else:
+            self._emit(self.logic.remove_producer(producer.id))
+
+    def producer_closed(self, producer: Any, now_ms: int) -> None:
+        """The producer was closed: release it (no event to the driver but a possible
+        ``dominantspeaker`` for the next speaker)."""
+        self.remove_producer(producer, now_ms)
+
+    def pause(self, now_ms: int) -> None:
+        """Pause the observer (the audio-level observer emits ``silence`` unless silent already)."""
+        self._emit(self.logic.pause(now_ms))
+
+    def resume(self, now_ms: int) -> None:
+        """Resume the observer; the next tick is ``interval`` after ``now_ms``."""
+        self._emit(self.logic.resume(now_ms))
+
+    def _sync_paused(self) -> None:
+        # Producer pause/resume reach the logic here (cheap: one bool compare per held producer).
+        known = self._producer_paused
+        for pid, producer in self.producers.items():
+            paused = producer.paused
+            if known[pid] != paused:
+                known[pid] = paused
+                if paused:
+                    self.logic.producer_paused(pid)
+                else:
+                    self.logic.producer_resumed(pid)
+
+    def on_timer(self, now_ms: int) -> None:
+        """Tick: run the logic's periodic update if due and emit its events."""
+        self._sync_paused()
+        events = self.logic.on_timer(now_ms)
+        if events:
+            self._emit(events)
+
+    def close(self) -> None:
+        """Release every producer; the Router forgets this observer (``Router.close_rtp_observer``)."""
+        if self.closed:
+            return
+        self.closed = True
+        for producer in self.producers.values():
+            try:
+                producer.rtp_observers.remove(self)
+            except ValueError:
+                pass
+        self.producers.clear()
+        self._producer_paused.clear()
+
+    def dump(self) -> dict:
+        """``{"id", "type", "paused", "producerIds", "interval"}`` plus ``maxEntries``/``threshold``
+        (audio level) or ``dominantProducerId`` (active speaker)."""
+        out = {"id": self.id, "type": self.type, "paused": self.paused, "producerIds": list(self.producers),
+               "interval": self.logic.interval_ms}
+        if self.type == OBSERVER_TYPE_AUDIO_LEVEL:
+            out["maxEntries"] = self.logic.max_entries
+            out["threshold"] = self.logic.threshold
+        else:
+            out["dominantProducerId"] = self.logic.dominant_speaker_id
+        return out
+
+
+def create_rtp_observer(router: Any, type_: str, options: dict, now_ms: int) -> RtpObserver:
+    """Build an :class:`RtpObserver` from channel options (mediasoup's JSON names):
+    ``"audiolevel"``: ``{"maxEntries": int 1..65535 = 1, "threshold": int -127..0 dBov = -80,
+    "interval": int ms = 1000 (clamped 250..5000)}``; ``"activespeaker"``: ``{"interval": int ms =
+    300 (clamped 100..5000)}``. Raises TypeError/ValueError naming the field (snake_case),
+    TypeError for an unknown ``type_``."""
+    import uuid
+
+    if not isinstance(options, dict):
+        raise TypeError("options must be a dict")
+    observer_id = str(uuid.uuid4())
+    if type_ == OBSERVER_TYPE_AUDIO_LEVEL:
+        logic: Any = AudioLevelObserverLogic(max_entries=options.get("maxEntries", 1),
+                                             threshold=options.get("threshold", -80),
+                                             interval_ms=_interval(options, 1000), now_ms=now_ms)
+    elif type_ == OBSERVER_TYPE_ACTIVE_SPEAKER:
+        logic = ActiveSpeakerObserverLogic(interval_ms=_interval(options, 300), now_ms=now_ms)
+    else:
+        raise TypeError(f"type must be 'audiolevel' or 'activespeaker', got {type_!r}")
+    return RtpObserver(router, observer_id, type_, logic)
+
+
+def _interval(options: dict, default: int) -> int:
+    value = options.get("interval", default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"interval must be an int (ms), got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"interval must be >= 0 ms, got {value}")
+    return value

@@ -380,3 +380,77 @@ def test_noise_floor_is_learnt_from_the_quietest_level():
     # ...until a quieter level lowers its floor.
     ev = drive(o, 2000, 4000, speaking({"b": [(2040, 4000)]}))
     assert [pid for _, pid in dominant_changes(ev)] == ["b"]
+
+
+# ------------------------------------------------------------------------------------------------
+# In-actor RtpObserver (what the Router holds), with fake router/producer objects
+# ------------------------------------------------------------------------------------------------
+
+
+class _FakeWorker:
+    def __init__(self):
+        self.events = []
+
+    def emit(self, target_id, event, data):
+        self.events.append((target_id, event, data))
+
+
+class _FakeProducer:
+    def __init__(self, pid, kind="audio"):
+        self.id, self.kind, self.paused, self.rtp_observers = pid, kind, False, []
+
+
+def _fake_router():
+    from types import SimpleNamespace
+    return SimpleNamespace(worker=_FakeWorker())
+
+
+def test_rtp_observer_volumes_events_and_producer_pause_sync():
+    from raysfu.actors.observers import create_rtp_observer
+
+    router = _fake_router()
+    obs = create_rtp_observer(router, "audiolevel", {"maxEntries": 2, "interval": 250}, 0)
+    a, b, v = _FakeProducer("a"), _FakeProducer("b"), _FakeProducer("v", "video")
+    obs.add_producer(a, 0)
+    obs.add_producer(b, 0)
+    obs.add_producer(a, 0)  # no-op
+    assert a.rtp_observers == [obs] and list(obs.producers) == ["a", "b"]
+    with pytest.raises(TypeError, match="audio"):
+        obs.add_producer(v, 0)
+    feed(obs.logic, "a", [10] * 12)
+    feed(obs.logic, "b", [40] * 12)
+    obs.on_timer(250)
+    assert router.worker.events == [(obs.id, "volumes", [{"producerId": "a", "volume": -10}, {"producerId": "b", "volume": -40}])]
+    # a paused producer's partial sum is dropped at the next tick (mediasoup ProducerPaused)
+    feed(obs.logic, "a", [10] * 12)
+    a.paused = True
+    obs.on_timer(500)
+    assert router.worker.events[-1] == (obs.id, "silence", None)
+    obs.pause(600)
+    obs.resume(700)
+    assert obs.timer_due_ms == 950
+    obs.remove_producer(a, 700)
+    assert a.rtp_observers == [] and list(obs.producers) == ["b"]
+    obs.close()
+    assert b.rtp_observers == [] and obs.producers == {}
+    with pytest.raises(ValueError, match="interval"):
+        create_rtp_observer(router, "audiolevel", {"interval": -5}, 0)
+    with pytest.raises(TypeError, match="type"):
+        create_rtp_observer(router, "video", {}, 0)
+
+
+def test_rtp_observer_closing_the_dominant_producer_names_the_next():
+    from raysfu.actors.observers import create_rtp_observer
+
+    router = _fake_router()
+    obs = create_rtp_observer(router, "activespeaker", {}, 0)
+    a, b = _FakeProducer("a"), _FakeProducer("b")
+    obs.add_producer(a, 0)
+    obs.add_producer(b, 0)
+    with pytest.raises(ValueError, match="already"):
+        obs.add_producer(a, 0)
+    obs.on_timer(300)
+    assert router.worker.events == [(obs.id, "dominantspeaker", {"producerId": "a"})]
+    assert obs.dump()["dominantProducerId"] == "a"
+    obs.producer_closed(a, 400)
+    assert router.worker.events[-1] == (obs.id, "dominantspeaker", {"producerId": "b"})
