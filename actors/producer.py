@@ -24,7 +24,7 @@ from raysfu.transport.seq import SeqUnwrapper
 from raysfu.transport.srtp import MAX_PACKET_BYTES
 
 from raysfu.transport.rtp_template import TemplateBuilder
-from raysfu.transport.layers import LayerMonitor, PacketLayerReader  # simulcast / SVC (issue 5)
+from raysfu.transport.layers import LayerMonitor, LongExtTemplateBuilder, PacketLayerReader  # simulcast / SVC (issue 5)
 from raysfu.transport.ortc import parse_scalability_mode  # simulcast / SVC (issue 5)
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,7 +96,9 @@ class Producer:
             router_ext_ids=consumable_exts,
             mid_uri=URI_MID,
             twcc_uri=URI_TWCC,
-            drop_uris=(URI_MID, URI_RID, URI_RRID, URI_TWCC),
+            # --- simulcast / SVC (issue 5): the dependency descriptor only through LayeredProducer
+            # (two-byte template, SvcConsumer); simple consumers never get one cut short ---
+            drop_uris=(URI_MID, URI_RID, URI_RRID, URI_TWCC, URI_DEPENDENCY_DESCRIPTOR),
         )
         self.audio_level_ext_id = next((i for i, u in self.ext_uri_by_id.items() if u == URI_AUDIO_LEVEL), 0)
         self.rtp_observers: list = []  # rtp observers (issue 7): RtpObservers holding this producer
@@ -384,6 +386,12 @@ class LayeredProducer(Producer):
                 self.by_ssrc[e.rtx_ssrc] = (e, True)
         self.rrid_ext_id = next((i for i, u in self.ext_uri_by_id.items() if u == URI_RRID), 0)
         self.dd_ext_id = next((i for i, u in self.ext_uri_by_id.items() if u == URI_DEPENDENCY_DESCRIPTOR), 0)
+        if self.dd_ext_id:  # forward the descriptor whole: two-byte template for long values
+            consumable_exts = {e["uri"]: e["id"] for e in self.consumable_rtp_parameters.get("headerExtensions", [])}
+            self.template = LongExtTemplateBuilder(
+                producer_ext_uris=self.ext_uri_by_id, router_ext_ids=consumable_exts, mid_uri=URI_MID,
+                twcc_uri=URI_TWCC, drop_uris=(URI_MID, URI_RID, URI_RRID, URI_TWCC),
+            )
         layers = parse_scalability_mode(params["encodings"][0].get("scalabilityMode"))
         if producer_type == "svc":
             spatial = layers["spatialLayers"]

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from raysfu.transport import rtcp
 from raysfu.transport.codecs.vp9 import parse_vp9_descriptor
 from raysfu.transport.errors import PacketParseError
-from raysfu.transport.layers import LayerMonitor
+from raysfu.transport.layers import MID_SLOT2_LEN, LayerMonitor, is_two_byte_template
 from raysfu.transport.ortc import parse_scalability_mode
 from raysfu.transport.rtp_stream import SendStreamStats
 from raysfu.transport.rtp_template import MID_SLOT_LEN
@@ -60,7 +60,17 @@ __all__ = ["SimulcastConsumer", "SvcConsumer", "MultiStreamPipeConsumer", "creat
 TIMER_INTERVAL_MS = 100
 
 _SEQ_TS_SSRC = struct.Struct("!HII")
-_ZEROS = [bytes(n) for n in range(32)]
+_ZEROS = [bytes(n) for n in range(258)]
+
+
+def _mid_slot2(mid_slot: bytes) -> bytes:
+    """The two-byte-form ``mid`` slot (``id, len, mid``, zero padded to ``MID_SLOT2_LEN``) of a
+    consumer whose one-byte slot is ``mid_slot`` (all zeros: no mid)."""
+    if not mid_slot[0]:
+        return bytes(MID_SLOT2_LEN)
+    length = (mid_slot[0] & 0x0F) + 1
+    slot = bytes((mid_slot[0] >> 4, length)) + mid_slot[1 : 1 + length]
+    return slot + bytes(MID_SLOT2_LEN - len(slot))
 
 
 class _LayeredConsumer(Consumer):
@@ -75,6 +85,7 @@ class _LayeredConsumer(Consumer):
         self._next_timer_ms = 0
         self.rtp_packets_forwarded = 0
         self._buf = self.transport.scratch  # the transports' shared preallocated send buffer
+        self._mid_slot2 = _mid_slot2(self.mid_slot)
         layers = parse_scalability_mode(self.rtp_parameters["encodings"][0].get("scalabilityMode"))
         monitor = layer_monitor if layer_monitor is not None else getattr(self.producer, "layer_monitor", None)
         self._own_monitor = monitor is None
@@ -163,15 +174,22 @@ class _LayeredConsumer(Consumer):
         out_ts = sel.out_ts
         _SEQ_TS_SSRC.pack_into(buf, 2, out_seq, out_ts, self.ssrc)
         mid_off = t.mid_off
-        if mid_off >= 0:
-            buf[mid_off : mid_off + MID_SLOT_LEN] = self.mid_slot
+        twcc_off = t.twcc_off if self.twcc_id else -1
+        if is_two_byte_template(t.data):  # a long extension (dependency descriptor structure)
+            if mid_off >= 0:
+                buf[mid_off : mid_off + MID_SLOT2_LEN] = self._mid_slot2
+            if twcc_off >= 0:
+                buf[twcc_off - 1] = self.twcc_id
+                buf[twcc_off] = 2
+        else:
+            if mid_off >= 0:
+                buf[mid_off : mid_off + MID_SLOT_LEN] = self.mid_slot
+            if twcc_off >= 0:
+                buf[twcc_off] = (self.twcc_id << 4) | 1
         allowed = self.allowed_ext_ids
         for ext_id, off, size in t.exts:
             if ext_id not in allowed:
                 buf[off : off + size] = _ZEROS[size]
-        twcc_off = t.twcc_off if self.twcc_id else -1
-        if twcc_off >= 0:
-            buf[twcc_off] = (self.twcc_id << 4) | 1
         if self.nack_enabled:
             self.retransmissions.store(out_seq, bytes(buf[:n]), now_ms)
         self.stats.on_packet(out_ts, n, now_ms)
@@ -473,7 +491,10 @@ class MultiStreamPipeConsumer(Consumer):
         _SEQ_TS_SSRC.pack_into(buf, 2, out_seq, t.timestamp, self.stream_ssrcs[layer])
         mid_off = t.mid_off
         if mid_off >= 0:
-            buf[mid_off : mid_off + MID_SLOT_LEN] = self.mid_slot
+            if is_two_byte_template(data):
+                buf[mid_off : mid_off + MID_SLOT2_LEN] = _mid_slot2(self.mid_slot)
+            else:
+                buf[mid_off : mid_off + MID_SLOT_LEN] = self.mid_slot
         allowed = self.allowed_ext_ids
         for ext_id, off, size in t.exts:
             if ext_id not in allowed:

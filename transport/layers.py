@@ -12,6 +12,10 @@
   whatever else carries it) and hands the parsed descriptor to every consumer.
 - :class:`DependencyDescriptorTracker`: one per received stream with the dependency descriptor;
   keeps the template structure and active decode targets between packets.
+- :class:`LongExtTemplateBuilder`: the producer's per-packet template in the RFC 8285
+  two-byte form when an extension it forwards is longer than 16 bytes (the dependency
+  descriptor of a keyframe carries its template structure: 20-70 bytes), so the descriptor
+  reaches consumers whole.
 - :class:`DDLayerFilter`: per consumer, forwards only the frames of one decode target of a
   dependency-descriptor stream (AV1 SVC; temporal layers of H264/AV1 simulcast streams), switching
   targets at frame boundaries where the descriptor says it is safe (switch indications, frame
@@ -31,7 +35,9 @@ from raysfu.transport.codecs.av1_dd import (
 from raysfu.transport.codecs.vp8 import parse_vp8_descriptor
 from raysfu.transport.codecs.vp9 import parse_vp9_descriptor
 from raysfu.transport.errors import PacketParseError
+from raysfu.transport.rtp import iter_extensions
 from raysfu.transport.rtp_stream import RateCalculator
+from raysfu.transport.rtp_template import MID_SLOT_LEN, Template, TemplateBuilder
 
 __all__ = [
     "INACTIVE",
@@ -41,6 +47,10 @@ __all__ = [
     "DependencyDescriptorTracker",
     "PacketLayerReader",
     "DDLayerFilter",
+    "LongExtTemplateBuilder",
+    "MID_SLOT2_LEN",
+    "TWCC_SLOT2_LEN",
+    "is_two_byte_template",
     "ntp_diff_ticks",
     "STREAM_INACTIVE_MS",
     "STREAM_MIN_ACTIVE_MS",
@@ -538,3 +548,75 @@ class DDLayerFilter:
         if desc[1] and desc[4] == self.current_spatial_layer:
             return _FORWARD_MARK
         return _FORWARD
+
+
+#: Two-byte-form ``mid`` slot: id byte, length byte, up to 8 bytes of mid.
+MID_SLOT2_LEN = MID_SLOT_LEN + 1
+#: Two-byte-form transport-wide-cc slot: id byte, length byte (2), 16-bit seq.
+TWCC_SLOT2_LEN = 4
+_ZERO_SLOTS = bytes(MID_SLOT2_LEN + TWCC_SLOT2_LEN)
+
+
+def is_two_byte_template(data: bytes | bytearray) -> bool:
+    """True when template ``data`` (with its X bit set) uses the two-byte extension form
+    (profile 0x100x, RFC 8285 §4.3), as :class:`LongExtTemplateBuilder` makes it."""
+    return data[12 + 4 * (data[0] & 0x0F)] == 0x10
+
+
+class LongExtTemplateBuilder(TemplateBuilder):
+    """:class:`~raysfu.transport.rtp_template.TemplateBuilder` that also forwards extension
+    values longer than 16 bytes (the dependency descriptor with its template structure).
+
+    A packet whose extensions arrive in the one-byte form, or in the two-byte form with every
+    kept value at most 16 bytes long, gets the usual one-byte template. Otherwise the template
+    uses the two-byte form (RFC 8285 §4.3; receivers negotiated ``extmap-allow-mixed``, which
+    mediasoup-client always offers): profile ``0x1000``, a :data:`MID_SLOT2_LEN`-byte ``mid``
+    slot at ``mid_off`` (zeros: padding, until a consumer writes ``id, len, mid``), a
+    :data:`TWCC_SLOT2_LEN`-byte transport-wide-cc slot whose *length byte* is at ``twcc_off``
+    (so the transport writes the 16-bit seq at ``twcc_off + 1`` in both forms; a consumer writes
+    the id at ``twcc_off - 1`` and 2 at ``twcc_off``), then every kept element as ``id, len,
+    value`` with router ids (``exts`` holds their ``(id, offset, element_len)``; zeroing an
+    element turns it into padding, as in the one-byte form). Consumers tell the forms apart
+    with :func:`is_two_byte_template`.
+    """
+
+    def build(self, data: bytes, hdr: tuple, payload_type: int, ssrc: int) -> Template:
+        profile = hdr[6]
+        if profile & 0xFFF0 != 0x1000 or not self.keep:
+            return super().build(data, hdr, payload_type, ssrc)
+        try:
+            found = iter_extensions(data, profile, hdr[7], hdr[8])
+        except Exception:  # PacketParseError: forward the payload without elements
+            return super().build(data, hdr, payload_type, ssrc)
+        keep = self.keep
+        if not any(length > 16 and eid in keep for eid, _off, length in found):
+            return super().build(data, hdr, payload_type, ssrc)
+        b0 = data[0]
+        cc = b0 & 0x0F
+        csrc_end = 12 + 4 * cc
+        base = csrc_end + 4
+        ext = bytearray()
+        mid_off = twcc_off = -1
+        if self.has_mid:
+            mid_off = base
+            ext += _ZERO_SLOTS[:MID_SLOT2_LEN]
+        if self.has_twcc:
+            twcc_off = base + len(ext) + 1
+            ext += _ZERO_SLOTS[:TWCC_SLOT2_LEN]
+        exts = []
+        for eid, off, length in found:
+            rid = keep.get(eid)
+            if rid is None:
+                continue
+            exts.append((rid, base + len(ext), 2 + length))
+            ext.append(rid)
+            ext.append(length)
+            ext += data[off : off + length]
+        n = len(ext)
+        if n & 3:
+            ext += bytes(4 - (n & 3))
+        words = len(ext) >> 2
+        marker = hdr[1]
+        head = bytes((0x90 | (b0 & 0x20) | cc, (0x80 if marker else 0) | payload_type)) + data[2:8] + ssrc.to_bytes(4, "big")
+        out = b"".join((head, data[12:csrc_end], b"\x10\x00" + words.to_bytes(2, "big"), ext, data[hdr[5]:]))
+        return Template(out, hdr[2], hdr[3], mid_off, twcc_off, tuple(exts), base + 4 * words, marker)

@@ -15,7 +15,9 @@ Codecs: the subset of mediasoup's list that our forwarding path handles, plus AV
   application's ``media_codecs``), AV1.
 
 Header extensions: mediasoup's ids and directions, without the framemarking drafts (removed
-upstream), plus the AV1 dependency descriptor (video, recvonly, id 8).
+upstream), plus the AV1 dependency descriptor (video, id 8, ``sendrecv`` as mediasoup has it
+since its consumers forward it, versatica/mediasoup#1610; mediasoup-client keeps it in the SDP
+of AV1/H264 m-sections only).
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ SUPPORTED_RTP_CAPABILITIES: dict[str, Any] = {
         # For audio, transport-wide-cc-01 is only enabled when receiving (as mediasoup).
         _ext("audio", URI_TRANSPORT_WIDE_CC_01, 5, "recvonly"),
         _ext("video", URI_TRANSPORT_WIDE_CC_01, 5),
-        _ext("video", URI_DEPENDENCY_DESCRIPTOR, 8, "recvonly"),
+        _ext("video", URI_DEPENDENCY_DESCRIPTOR, 8),
         _ext("audio", URI_SSRC_AUDIO_LEVEL, 10),
         _ext("video", URI_VIDEO_ORIENTATION, 11),
         _ext("video", URI_TOFFSET, 12),

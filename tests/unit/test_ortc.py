@@ -126,7 +126,7 @@ def test_router_caps_header_extensions_are_the_supported_list():
         ("video", RID): (2, "recvonly"), ("video", RRID): (3, "recvonly"),
         ("audio", ABS_SEND_TIME): (4, "sendrecv"), ("video", ABS_SEND_TIME): (4, "sendrecv"),
         ("audio", TWCC): (5, "recvonly"), ("video", TWCC): (5, "sendrecv"),
-        ("video", URI_DEPENDENCY_DESCRIPTOR): (8, "recvonly"),
+        ("video", URI_DEPENDENCY_DESCRIPTOR): (8, "sendrecv"),
         ("audio", AUDIO_LEVEL): (10, "sendrecv"),
         ("video", VIDEO_ORIENTATION): (11, "sendrecv"), ("video", TOFFSET): (12, "sendrecv"),
         ("audio", ABS_CAPTURE_TIME): (13, "sendrecv"), ("video", ABS_CAPTURE_TIME): (13, "sendrecv"),
@@ -279,8 +279,8 @@ def test_mapping_consumable_consumer_and_pipe_chain(h264_router_caps):
     assert consumable["rtcp"] == {"cname": "qwerty1234", "reducedSize": True}
     # Router video extensions usable by consumers (sendrecv/sendonly only).
     assert [(e["uri"], e["id"]) for e in consumable["headerExtensions"]] == [
-        (MID, 1), (ABS_SEND_TIME, 4), (TWCC, 5), (VIDEO_ORIENTATION, 11), (TOFFSET, 12),
-        (ABS_CAPTURE_TIME, 13), (PLAYOUT_DELAY, 14)]
+        (MID, 1), (ABS_SEND_TIME, 4), (TWCC, 5), (URI_DEPENDENCY_DESCRIPTOR, 8), (VIDEO_ORIENTATION, 11),
+        (TOFFSET, 12), (ABS_CAPTURE_TIME, 13), (PLAYOUT_DELAY, 14)]
     assert consumable["headerExtensions"][0] == {"uri": MID, "id": 1, "encrypt": False, "parameters": {}}
 
     consumer = ortc.get_consumer_rtp_parameters(consumable, H264_REMOTE_CAPS, pipe=False, enable_rtx=True,
@@ -315,7 +315,7 @@ def test_mapping_consumable_consumer_and_pipe_chain(h264_router_caps):
         {"ssrc": 800000002, "maxBitrate": 333333, "scalabilityMode": "L1T3"},
     ]
     assert [e["uri"] for e in pipe["headerExtensions"]] == [
-        VIDEO_ORIENTATION, TOFFSET, ABS_CAPTURE_TIME, PLAYOUT_DELAY]
+        URI_DEPENDENCY_DESCRIPTOR, VIDEO_ORIENTATION, TOFFSET, ABS_CAPTURE_TIME, PLAYOUT_DELAY]
     assert pipe["rtcp"] == {"cname": "qwerty1234", "reducedSize": True}
     assert "mid" not in pipe
 

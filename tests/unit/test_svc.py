@@ -428,3 +428,97 @@ def test_svc_consumer_vp9(shared_monitor):
     assert c.get_stats(1000)[1]["ssrc"] == 0x1000
     assert c.dump()["currentSpatialLayer"] == 1
     assert DTI_REQUIRED == 3  # (imported for readers of the DTI tables above)
+
+
+# -- the dependency descriptor forwarded whole (two-byte template for long values) ------------
+
+URI_DD = "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension"
+URI_ORIENT = "urn:3gpp:video-orientation"
+
+
+def _dd_builder():
+    from raysfu.transport.layers import LongExtTemplateBuilder
+    from tests.unit.test_simulcast import URI_MID, URI_TWCC
+
+    # producer ids: mid 4, dd 12, orientation 13; router ids: mid 1, twcc 3, dd 8, orientation 11
+    return LongExtTemplateBuilder(
+        producer_ext_uris={4: URI_MID, 12: URI_DD, 13: URI_ORIENT},
+        router_ext_ids={URI_MID: 1, URI_TWCC: 3, URI_DD: 8, URI_ORIENT: 11},
+        mid_uri=URI_MID, twcc_uri=URI_TWCC, drop_uris=(URI_MID, URI_TWCC),
+    )
+
+
+def test_long_extension_template_two_byte_form_and_short_values_one_byte():
+    from raysfu.transport.layers import is_two_byte_template
+    from raysfu.transport.rtp import find_extension
+
+    assert len(L1T3_KEY) > 16
+    builder = _dd_builder()
+    payload = b"\x10" + bytes(40)
+    raw = build_rtp(96, 7, 9000, 0x1234, payload, marker=True, two_byte=True, padding=4,
+                    extensions=[(4, b"1"), (12, L1T3_KEY), (13, b"\x01")])
+    t = builder.build(raw, parse_rtp_header(raw), 101, 0x9000)
+    assert is_two_byte_template(t.data)
+    hdr = parse_rtp_header(t.data)
+    assert hdr[0] == 101 and hdr[1] and hdr[2] == 7 and hdr[3] == 9000 and hdr[4] == 0x9000
+    assert hdr[6] == 0x1000
+    assert bytes(t.data[hdr[5]:hdr[9]]) == payload and t.payload_off == hdr[5]
+    off, length = find_extension(t.data, hdr[6], hdr[7], hdr[8], 8)
+    assert bytes(t.data[off:off + length]) == L1T3_KEY
+    assert find_extension(t.data, hdr[6], hdr[7], hdr[8], 11) is not None
+    assert find_extension(t.data, hdr[6], hdr[7], hdr[8], 4) is None  # the producer's mid is dropped
+    assert t.data[t.mid_off:t.mid_off + 10] == bytes(10) and t.data[t.twcc_off - 1:t.twcc_off + 3] == bytes(4)
+    assert sorted(e[0] for e in t.exts) == [8, 11]
+    # a short descriptor (or one-byte input) keeps the usual one-byte template
+    short = L1T3_KEY[:3]
+    for two in (True, False):
+        raw = build_rtp(96, 8, 9000, 0x1234, payload, two_byte=two, extensions=[(12, short)])
+        t = builder.build(raw, parse_rtp_header(raw), 101, 0x9000)
+        assert not is_two_byte_template(t.data)
+        hdr = parse_rtp_header(t.data)
+        assert hdr[6] == 0xBEDE
+        off, length = find_extension(t.data, hdr[6], hdr[7], hdr[8], 8)
+        assert bytes(t.data[off:off + length]) == short
+
+
+def test_svc_consumer_forwards_long_dependency_descriptor_with_mid_and_twcc():
+    from raysfu.transport.rtp import find_extension
+
+    from tests.unit.test_simulcast import URI_MID, URI_TWCC
+
+    producer = FakeProducer(LayerMonitor(1, 3), n=1)
+    producer.builder = producer.template = _dd_builder()
+    transport = FakeTransport()
+    params = consumer_params("L1T3", "video/AV1")
+    params["headerExtensions"] = [{"uri": URI_MID, "id": 1}, {"uri": URI_TWCC, "id": 3}, {"uri": URI_DD, "id": 8}]
+    c = SvcConsumer(consumer_id="a1", transport=transport, producer=producer, rtp_parameters=params,
+                    paused=False, app_data=None, preferred_layers={"spatialLayer": 0, "temporalLayer": 0})
+    tracker = DependencyDescriptorTracker()
+    structure = parse_dependency_descriptor(L1T3_KEY, None)[10]
+    sent_dd = []
+    # keyframe (template 0, long descriptor), then T2 (template 3), T1 (2), T2 (4), T0 (1)
+    assert structure.template_id_offset == 0
+    frames = [(L1T3_KEY, True)] + [(bytes((0xC0 | k, 0, fn)), False) for fn, k in ((2, 3), (3, 2), (4, 4), (5, 1))]
+    for i, (value, key) in enumerate(frames):
+        raw = build_rtp(96, 100 + i, 3000 * i, 0x1234, b"\x10" + bytes(20), marker=True, two_byte=True,
+                        extensions=[(12, value), (13, b"\x02")])
+        hdr = parse_rtp_header(raw)
+        desc = tracker.parse(value)
+        producer.layer_monitor.on_packet(desc[4], desc[5], len(raw), i * 33)
+        c.send_rtp(producer.template.build(raw, hdr, 101, 0x9000), 100 + i, key, i * 33, 0, desc)
+    assert len(transport.sent) == 2  # the keyframe and the T0 frame: temporal layer 0 only
+    seqs = []
+    for data, twcc_off in transport.sent:
+        hdr = parse_rtp_header(data)
+        seqs.append(hdr[2])
+        off, length = find_extension(data, hdr[6], hdr[7], hdr[8], 1)
+        assert bytes(data[off:off + length]) == b"7"  # the consumer's mid, in either form
+        off, length = find_extension(data, hdr[6], hdr[7], hdr[8], 3)
+        assert length == 2 and off == twcc_off + 1  # twcc element in place for the transport
+        assert find_extension(data, hdr[6], hdr[7], hdr[8], 11) is None  # not negotiated: padding
+        off, length = find_extension(data, hdr[6], hdr[7], hdr[8], 8)
+        sent_dd.append(bytes(data[off:off + length]))
+    assert sent_dd == [L1T3_KEY, frames[-1][0]]
+    assert parse_rtp_header(transport.sent[0][0])[6] == 0x1000
+    assert ((seqs[1] - seqs[0]) & 0xFFFF) == 1
+    assert c.current_layers == {"spatialLayer": 0, "temporalLayer": 0}
