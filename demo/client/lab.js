@@ -101,6 +101,17 @@ lab.produce = async ({ transportId, kind, encodings, codecMime, codecOptions, ap
   }
   const producer = await transport.produce(options);
   lab.producers.set(producer.id, producer);
+  if (kind === 'video' && producer.rtpSender) {
+    // Tests count layers and widths: keep the encoder from scaling resolution down when the
+    // machine is busy (libwebrtc's CPU-overuse adaptation), which would drop a layer.
+    try {
+      const p = producer.rtpSender.getParameters();
+      p.degradationPreference = 'maintain-resolution';
+      await producer.rtpSender.setParameters(p);
+    } catch (error) {
+      console.warn(`degradationPreference not applied: ${error}`);
+    }
+  }
   return producer.id;
 };
 
