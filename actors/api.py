@@ -1921,7 +1921,9 @@ def _remote_worker_class():
 
 def ensure_ray(**init_kwargs: Any) -> None:
     """``ray.init()`` unless Ray is already initialised: joins the cluster named by
-    ``RAY_ADDRESS`` when set, otherwise starts an embedded local Ray."""
+    ``RAY_ADDRESS`` when set, otherwise starts an embedded local Ray whose worker processes run
+    at nice 0 (``RAY_worker_niceness``, unless set; Ray's default is 15). For ``ray start``
+    clusters put ``RAY_worker_niceness=0`` in the nodes' environment (cluster.yaml does)."""
     import ray
 
     if ray.is_initialized():
@@ -1930,6 +1932,10 @@ def ensure_ray(**init_kwargs: Any) -> None:
         ray.init(address=os.environ["RAY_ADDRESS"], **init_kwargs)
     else:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # Ray starts worker processes at nice 15 (raylet worker_niceness): media workers then
+        # lose the CPU to any ordinary process on a busy host (measured: 18–83 % of a core in
+        # benchmarks/RESULTS.md, "One worker vs two workers"). Media forwarding runs at nice 0.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
         kwargs.update(init_kwargs)
         ray.init(**kwargs)

@@ -17,7 +17,8 @@ for every process of the machine), so a generator that reads its socket late doe
 measured latency; that lets the loop poll every ``--poll-us`` and read large batches.
 
 Subscribers count every packet from the clear RTP header (SRTP leaves it in clear): SSRC must be
-one of the peer's consumers' (else ``bad_ssrc``), sequence continuity (``gaps``, ``late``), and
+one of the peer's consumers' (else ``bad_ssrc``; bandwidth probation packets, SSRC
+``PROBATION_SSRC`` as mediasoup sends them, are counted apart in ``probation_rx``), sequence continuity (``gaps``, ``late``), and
 unprotect 1 packet in ``--sample-every`` (and the first of each stream) to read the stamp:
 one-way latency, and the publisher index must advance exactly as the sequence number does
 (``idx_err``); the first packet of a video stream must be a keyframe (``first_not_key``).
@@ -40,7 +41,7 @@ Protocol (one JSON object per line; every command gets exactly one reply, in ord
 - ``{"cmd": "stop"}`` → stops publishing → ``{"ev": "stopped", "sent": [[stream id, packets]]}``
 - ``{"cmd": "report"}`` → ``{"ev": "report", "streams": [[id, cnt, first_idx, last_idx, span,
   gaps, late, idx_err, first_not_key]], "lat_us": [...], "bad_ssrc", "srtp_err", "rtcp_rx",
-  "keyframes_sent", "pli_rx", "pacer_rebase"}``
+  "keyframes_sent", "pli_rx", "pacer_rebase", "probation_rx"}``
 - ``{"cmd": "quit"}`` → exits. End of stdin also exits.
 """
 
@@ -96,6 +97,9 @@ MEDIA_CODECS = [
     {"kind": "audio", "mimeType": "audio/opus", "clockRate": 48000, "channels": 2},
     {"kind": "video", "mimeType": "video/VP8", "clockRate": 90000},
 ]
+
+#: SSRC of bandwidth probation packets (mediasoup's RTP_PROBATOR_SSRC; raysfu.bwe.prober)
+PROBATION_SSRC = 1234
 
 #: payload tail: send time (CLOCK_REALTIME ns) and the publisher's packet index of the stream
 STAMP = struct.Struct("!QI")
@@ -280,6 +284,7 @@ class LoadGen:
         self.rx_span = 0
         self.started_streams = 0
         self.bad_ssrc = 0
+        self.probation_rx = 0  # --- probation packets (scaling, issue 4): SSRC PROBATION_SSRC
         self.srtp_err = 0
         self.rtcp_rx = 0
         self.sample_k = 0
@@ -434,7 +439,8 @@ class LoadGen:
                             self.s_gaps[s], self.s_late[s], self.s_idx_err[s], self.s_first_not_key[s]])
         return {"ev": "report", "streams": streams, "lat_us": self.latency_us, "bad_ssrc": self.bad_ssrc,
                 "srtp_err": self.srtp_err, "rtcp_rx": self.rtcp_rx, "keyframes_sent": self.keyframes_sent,
-                "pli_rx": self.pli_rx, "pacer_rebase": self.pacer_rebase, "tx_dropped": self.tx.dropped}
+                "pli_rx": self.pli_rx, "pacer_rebase": self.pacer_rebase, "tx_dropped": self.tx.dropped,
+                "probation_rx": self.probation_rx}
 
     # ------------------------------------------------------------------ receive path
     def drain_socket(self) -> None:
@@ -463,7 +469,10 @@ class LoadGen:
                     s = ssrc_slot.get(ssrc)
                     noff = i << 5
                     if s is None or s_port[s] != (names[noff + 2] << 8 | names[noff + 3]):
-                        self.bad_ssrc += 1
+                        if s is None and ssrc == PROBATION_SSRC:
+                            self.probation_rx += 1
+                        else:
+                            self.bad_ssrc += 1
                         continue
                     rx_pkts += 1
                     c = s_cnt[s]

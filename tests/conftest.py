@@ -34,6 +34,7 @@ def ray_session():
     if ray.is_initialized():
         yield None
         return
+    os.environ.setdefault("RAY_worker_niceness", "0")  # as ensure_ray: media workers at nice 0
     ctx = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
                    logging_level="ERROR", object_store_memory=128 * 1024 * 1024)
     try:
