@@ -21,12 +21,14 @@ const params = new URLSearchParams(window.location.search);
 const roomId = params.get('room') || 'demo';
 const peerName = params.get('peer') || `peer-${Math.random().toString(36).slice(2, 7)}`;
 const debugReceiveLoss = params.has('debugReceiveLoss') ? Number(params.get('debugReceiveLoss')) : undefined;
-// Simulcast (issue 5): the camera goes out as three VP8 encodings unless ?simulcast=0.
+// Simulcast (issue 5): the camera goes out as three VP8 encodings unless ?simulcast=0, each
+// with three temporal layers (L1T3, as mediasoup's demo asks: without a scalabilityMode the SFU
+// takes one temporal layer and forwards only the base one).
 const simulcast = params.get('simulcast') !== '0';
 const SIMULCAST_ENCODINGS = [
-  { rid: 'r0', scaleResolutionDownBy: 4, maxBitrate: 150000 },
-  { rid: 'r1', scaleResolutionDownBy: 2, maxBitrate: 400000 },
-  { rid: 'r2', scaleResolutionDownBy: 1, maxBitrate: 1200000 },
+  { rid: 'r0', scaleResolutionDownBy: 4, maxBitrate: 150000, scalabilityMode: 'L1T3' },
+  { rid: 'r1', scaleResolutionDownBy: 2, maxBitrate: 400000, scalabilityMode: 'L1T3' },
+  { rid: 'r2', scaleResolutionDownBy: 1, maxBitrate: 1200000, scalabilityMode: 'L1T3' },
 ];
 
 const SCTP_CAPABILITIES = { numStreams: { OS: 1024, MIS: 1024 } };

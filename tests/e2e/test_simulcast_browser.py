@@ -19,10 +19,10 @@ MEDIA_CODECS = [
     {"kind": "video", "mimeType": "video/VP8", "clockRate": 90000},
 ]
 
-ENCODINGS = [
-    {"rid": "r0", "scaleResolutionDownBy": 4, "maxBitrate": 150_000},
-    {"rid": "r1", "scaleResolutionDownBy": 2, "maxBitrate": 400_000},
-    {"rid": "r2", "scaleResolutionDownBy": 1, "maxBitrate": 1_200_000},
+ENCODINGS = [  # L1T3 as mediasoup's demo: all three temporal layers forwarded at the preferred one
+    {"rid": "r0", "scaleResolutionDownBy": 4, "maxBitrate": 150_000, "scalabilityMode": "L1T3"},
+    {"rid": "r1", "scaleResolutionDownBy": 2, "maxBitrate": 400_000, "scalabilityMode": "L1T3"},
+    {"rid": "r2", "scaleResolutionDownBy": 1, "maxBitrate": 1_200_000, "scalabilityMode": "L1T3"},
 ]
 
 INBOUND_JS = """async (id) => {
