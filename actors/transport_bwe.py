@@ -6,7 +6,11 @@ transport-wide sequence number is recorded (:meth:`TransportBwe.on_rtp_sent`), t
 feedback from the remote goes to the estimator (:meth:`on_feedback`), probe padding is sent on
 SSRC 1234 / payload type 127 (mediasoup-client's "probator" receiver), and the estimate is
 exposed as ``availableOutgoingBitrate`` and as ``trace`` events of types ``bwe`` and
-``probation``.
+``probation``. While the consumers want more than the estimate (the allocator left a layer
+out), the transport also pads on SSRC 1234 up to ``min(estimate, 0.85 × max bitrate)`` as
+goog_cc's pacer does for mediasoup (``SetAllocatedSendBitrateLimits`` with a max padding
+rate): an SFU forwarding less than the estimate is application-limited, and without padding
+its estimate can rise no further than ~1.5 × what it sends, short of the next layer.
 
 Receive side (mediasoup ``TransportCongestionControlServer``): the transport-wide sequence
 numbers of the producers' packets are logged with their arrival time and transport-cc feedback
@@ -34,7 +38,15 @@ from raysfu.transport.rtp import find_extension
 if TYPE_CHECKING:  # pragma: no cover
     from .webrtc_transport import WebRtcTransport
 
-__all__ = ["REMB_INTERVAL_MS", "TRACE_TYPES", "TransportBwe", "URI_TWCC", "build_probation_packet"]
+__all__ = [
+    "MAX_PADDING_BITRATE_FACTOR",
+    "PADDING_BURST_MS",
+    "REMB_INTERVAL_MS",
+    "TRACE_TYPES",
+    "URI_TWCC",
+    "TransportBwe",
+    "build_probation_packet",
+]
 
 URI_TWCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 REMB_INTERVAL_MS = 1_000  # mediasoup sends its limitation REMB once per second
@@ -43,6 +55,10 @@ _PROBE_HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, seq, timestamp, ssrc
 _EXT_HEADER = struct.Struct("!HH")
 _U16 = struct.Struct("!H")
 _MIN_PROBE_BYTES = 12 + 8 + 1  # header, one-byte extension block with the twcc element, 1 pad byte
+MAX_PADDING_BITRATE_FACTOR = 0.85  # mediasoup: max padding = 0.85 x the estimator's max bitrate
+PADDING_BURST_MS = 50  # the padding budget carries at most this much of the padding rate
+_PADDING_PACKET_BYTES = 1_000
+_PADDING = -1  # ``_probe_cluster`` while padding
 
 
 def build_probation_packet(buf: memoryview | bytearray, size_bytes: int, seq: int, timestamp: int,
@@ -72,12 +88,32 @@ class TransportBwe:
     :meth:`on_remb` and, once ``now_ms >= next_timer_ms()``, :meth:`on_timer`.
     """
 
-    __slots__ = ("transport", "send_side", "recorder", "_twcc_ids", "max_incoming_bitrate",
-                 "_next_remb_ms", "_probe_cluster", "_probe_seq", "probe_twcc_ext_id",
-                 "available_bitrate_bps", "trace_types", "feedback_errors", "remb_received_bps",
-                 "allocator", "distributions", "_next_distribution_ms")
+    __slots__ = (
+        "_next_distribution_ms",
+        "_next_remb_ms",
+        "_pad_budget",
+        "_pad_ms",
+        "_pad_sent_mark",
+        "_probe_cluster",
+        "_probe_seq",
+        "_twcc_ids",
+        "allocator",
+        "available_bitrate_bps",
+        "distributions",
+        "feedback_errors",
+        "max_incoming_bitrate",
+        "padding_bps",
+        "padding_bytes_sent",
+        "probe_twcc_ext_id",
+        "recorder",
+        "remb_received_bps",
+        "send_side",
+        "sent_bytes",
+        "trace_types",
+        "transport",
+    )
 
-    def __init__(self, transport: "WebRtcTransport", *, initial_available_outgoing_bitrate: int = 600_000,
+    def __init__(self, transport: WebRtcTransport, *, initial_available_outgoing_bitrate: int = 600_000,
                  controller: str = "raysfu") -> None:
         if not isinstance(initial_available_outgoing_bitrate, int) or isinstance(initial_available_outgoing_bitrate, bool) \
                 or initial_available_outgoing_bitrate <= 0:
@@ -100,6 +136,14 @@ class TransportBwe:
         self.allocator = BitrateAllocator()
         self.distributions = 0
         self._next_distribution_ms = 0
+        #: bytes of every stamped RTP packet sent (media, RTX, probation, padding)
+        self.sent_bytes = 0
+        #: padding target (bps, media included; 0: no padding), set by :meth:`distribute`
+        self.padding_bps = 0
+        self._pad_budget = 0.0
+        self._pad_ms = 0
+        self._pad_sent_mark = 0
+        self.padding_bytes_sent = 0
 
     # -- receive side --------------------------------------------------------------------------
     def on_rtp_received(self, data: bytes, hdr: tuple, producer: Any, now_ms: int) -> None:
@@ -133,7 +177,14 @@ class TransportBwe:
     # -- send side -----------------------------------------------------------------------------
     def on_rtp_sent(self, twcc_seq: int, size_bytes: int, now_ms: int) -> None:
         """Record a sent packet stamped with ``twcc_seq`` (per-packet path)."""
-        self.send_side.on_packet_sent(twcc_seq, size_bytes, now_ms, self._probe_cluster)
+        self.sent_bytes += size_bytes
+        cluster = self._probe_cluster
+        if cluster == _PADDING:  # padding: acknowledged like media, but no demand (ALR sees media)
+            send_side = self.send_side
+            send_side.history.on_packet_sent(twcc_seq & 0xFFFF, now_ms * 1000, size_bytes)
+            send_side.packets_sent += 1
+            return
+        self.send_side.on_packet_sent(twcc_seq, size_bytes, now_ms, cluster)
 
     def on_feedback(self, fci: bytes, now_ms: int) -> None:
         """One transport-cc feedback FCI from the remote; a malformed one is counted and
@@ -206,7 +257,42 @@ class TransportBwe:
             self.probe_twcc_ext_id = next((c.twcc_id for c in t.consumers.values() if getattr(c, "twcc_id", 0)), 0)
         if self.probe_twcc_ext_id and send_side.next_probe_time_ms() is not None:
             self._send_probes(now_ms)
+        if self.probe_twcc_ext_id:
+            self._pad(now_ms)
         self._after(now_ms)
+
+    def _pad(self, now_ms: int) -> None:
+        """Top what was sent since the last call up to ``padding_bps`` with probation packets
+        (a budget as libwebrtc's pacer keeps: credit for the elapsed time minus the bytes sent,
+        capped at :data:`PADDING_BURST_MS` of the rate either way). Padding goes to the send
+        history (its feedback raises the acknowledged rate, so the estimate may grow past what
+        the media alone would allow) but not to the controller's ALR detector: the media stays
+        application-limited there, and demand probing towards the capped layer goes on."""
+        elapsed = now_ms - self._pad_ms
+        self._pad_ms = now_ms
+        sent = self.sent_bytes - self._pad_sent_mark
+        rate = self.padding_bps
+        if rate <= 0 or elapsed <= 0 or elapsed > 1_000:
+            self._pad_budget = 0.0
+            self._pad_sent_mark = self.sent_bytes
+            return
+        cap = rate * PADDING_BURST_MS / 8000
+        budget = min(max(self._pad_budget + rate * elapsed / 8000 - sent, -cap), cap)
+        t = self.transport
+        while budget >= _MIN_PROBE_BYTES:
+            size = min(int(budget), _PADDING_PACKET_BYTES)
+            self._probe_seq += 1
+            n, twcc_off = build_probation_packet(t.scratch, size, self._probe_seq, now_ms * 90,
+                                                 self.probe_twcc_ext_id)
+            self._probe_cluster = _PADDING
+            try:
+                t.send_scratch_rtp(n, twcc_off)
+            finally:
+                self._probe_cluster = None
+            self.padding_bytes_sent += n
+            budget -= n
+        self._pad_budget = budget
+        self._pad_sent_mark = self.sent_bytes
 
     def _send_probes(self, now_ms: int) -> None:
         t = self.transport
@@ -292,7 +378,12 @@ class TransportBwe:
                 consumer.set_layer_limit(layers[0], layers[1], now_ms)
         # desired bitrate → the estimator's max and probing (its own event comes back through
         # poll_available_bitrate on the next timer, not recursively from here)
-        s.set_desired_bitrate(alloc.desired_bitrate_bps(), now_ms)
+        desired = alloc.desired_bitrate_bps()
+        s.set_desired_bitrate(desired, now_ms)
+        # pad while a wanted layer does not fit (mediasoup: padding up to 0.85 × max bitrate)
+        capped = any(c.priority > 0 and alloc._next_layer(c, c.layers, now_ms) is not None
+                     for c in alloc.consumers.values())
+        self.padding_bps = min(available, int(s.max_bitrate_bps * MAX_PADDING_BITRATE_FACTOR)) if capped else 0
 
     # -- info ----------------------------------------------------------------------------------
     def stats(self) -> dict:

@@ -11,11 +11,13 @@ producer). The rule, per :meth:`BitrateAllocator.allocate`:
 
 - every allocation starts from nothing (all consumers paused) and walks layers up;
 - base round: one layer step per consumer, highest priority first; later rounds: up to
-  ``priority`` steps per consumer; stop when a whole round uses nothing (the remainder stays
-  unused: no partial layers);
+  ``priority`` steps per consumer; stop when a whole round moves no consumer (the remainder
+  stays unused: no partial layers; a step may cost nothing, e.g. a spatial switch from a full
+  lower stream to the base temporal layer of the next, which is cheaper);
 - a step goes to the next layer with a nonzero bitrate within the preferred layers (temporal
   first, then the next spatial stream from its lowest temporal layer); its cost is the new
-  layer's bitrate minus the current one's (a spatial switch stops the old stream);
+  layer's bitrate minus the current one's (a spatial switch stops the old stream, so a switch to
+  a cheaper stream gives the difference back: a consumer costs exactly its final layer's rate);
 - **tie-break among equal priorities: the oldest consumer first** (insertion order), where
   mediasoup's order is hash order;
 - a spatial stream other than the current one must have been active ≥ 2 s
@@ -241,13 +243,15 @@ class BitrateAllocator:
         avail = available_bps
         base = True
         while avail > 0:
-            before = avail
+            moved = False  # a step may cost nothing (a spatial switch to a cheaper stream)
             for c in order:
                 for _ in range(1 if base else c.priority):
                     nxt = self._next_layer(c, prov[c.consumer_id], now_ms)
                     if nxt is None:
                         break
-                    cost = max(0, nxt[2] - cur_bps[c.consumer_id])
+                    # the old stream stops: a switch to a cheaper stream gives back the
+                    # difference, so a consumer costs exactly its final layer's bitrate
+                    cost = nxt[2] - cur_bps[c.consumer_id]
                     if remb_loss_fraction is None:
                         if cost > avail:
                             break
@@ -261,15 +265,16 @@ class BitrateAllocator:
                             virtual = avail
                         if cost > virtual:
                             break
-                        charge = min(cost, avail)
+                        charge = min(cost, avail) if cost > 0 else cost
                     prov[c.consumer_id] = (nxt[0], nxt[1])
                     cur_bps[c.consumer_id] = nxt[2]
+                    moved = True
                     avail -= charge
                     if avail <= 0:
                         break
                 if avail <= 0:
                     break
-            if avail == before:
+            if not moved:
                 break
             base = False
         changed = []

@@ -112,3 +112,51 @@ async def test_max_incoming_bitrate_sends_remb_and_setters_validate(router):
     assert stats["maxOutgoingBitrate"] == 2_000_000 and stats["minOutgoingBitrate"] == 100_000
     for p in (pub, sub):
         p.close()
+
+
+async def test_a_capped_simulcast_consumer_gets_padding_up_to_the_available_bitrate(router):
+    """While the allocator leaves a wanted layer out, the transport pads on SSRC 1234 up to the
+    available bitrate (here held at 300 kbps by set_max_outgoing_bitrate), so the estimate can
+    grow with acknowledged traffic instead of staying app-limited."""
+    from .test_simulcast import MID, RID, SSRCS, TWCC, _setup, vp8_payload
+
+    _t_pub, t_sub, pub, sub, _producer, consumer = await _setup(router, None)
+    await t_sub.set_max_outgoing_bitrate(300_000)
+    out_id = next(e["id"] for e in consumer.rtp_parameters["headerExtensions"]
+                  if e["uri"].endswith("transport-wide-cc-extensions-01"))
+    recorder = TwccRecorder(sender_ssrc=0xABC, interval_us=50_000)
+    sizes = (80, 380, 1100)  # ~35, ~160, ~460 kbps at 50 frames/s
+    loop = asyncio.get_running_loop()
+    seen = 0
+    start = loop.time()
+    frame = 0
+    while loop.time() - start < 5.0:
+        for layer in range(3):
+            payload = vp8_payload(layer, frame, frame % 100 == 0) + bytes(sizes[layer])
+            pub.send_rtp(build_rtp(96, (100 + frame) & 0xFFFF, (1000 * (layer + 1) + 1800 * frame) & 0xFFFFFFFF,
+                                   SSRCS[layer], payload, marker=True,
+                                   extensions=[(MID, b"0"), (RID, f"r{layer}".encode()),
+                                               (TWCC, ((3 * frame + layer) & 0xFFFF).to_bytes(2, "big"))]))
+        frame += 1
+        await asyncio.sleep(0.02)
+        for packet in sub.received_rtp[seen:]:
+            hdr = parse_rtp_header(packet)
+            found = find_extension(packet, hdr[6], hdr[7], hdr[8], out_id)
+            if found is not None:
+                recorder.on_packet(read_transport_seq(packet, found[0]), int(loop.time() * 1e6))
+        seen = len(sub.received_rtp)
+        for fb in recorder.on_timer(int(loop.time() * 1e6)):
+            sub.send_rtcp(fb)
+    layers = consumer.current_layers
+    assert layers is not None and layers["spatialLayer"] < 2, layers  # r2 does not fit 300 kbps
+    # probation bytes of the last 2 s: far more than probe clusters, less than the cap allows
+    end = loop.time()
+    probation = [p for p in sub.received_rtp if parse_rtp_header(p)[4] == 1234]
+    assert probation, "no probation/padding packets"
+    probation_bytes = sum(len(p) for p in probation)
+    media_bytes = sum(len(p) for p in sub.received_rtp if parse_rtp_header(p)[4] != 1234)
+    total_bps = (probation_bytes + media_bytes) * 8 / (end - start)
+    assert probation_bytes > 20_000, probation_bytes
+    assert total_bps < 1.3 * 300_000, total_bps
+    for p in (pub, sub):
+        p.close()
