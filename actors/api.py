@@ -214,6 +214,16 @@ class _Handle(_Emitter):
         self._observer.emit("close")
         return True
 
+    def _source_paused(self, attr: str, paused: bool, event: str) -> None:
+        """A consumer's source (producer / data producer) paused or resumed in the worker: set
+        ``attr``, emit ``event``, and observer ``pause``/``resume`` unless paused itself."""
+        if getattr(self, attr) == paused:
+            return
+        setattr(self, attr, paused)
+        self.emit(event)
+        if not self._paused:
+            self._observer.emit("pause" if paused else "resume")
+
     def _on_notification(self, event: str, data: Any) -> None:  # pragma: no cover - overridden
         pass
 
@@ -419,20 +429,8 @@ class Consumer(_Handle):
         if event in ("producerclose", "transportclose"):
             self._transport._consumers.pop(self._id, None)
             self._mark_closed(event)
-        elif event == "producerpause":
-            if self._producer_paused:
-                return
-            self._producer_paused = True
-            self.emit("producerpause")
-            if not self._paused:
-                self._observer.emit("pause")
-        elif event == "producerresume":
-            if not self._producer_paused:
-                return
-            self._producer_paused = False
-            self.emit("producerresume")
-            if not self._paused:
-                self._observer.emit("resume")
+        elif event in ("producerpause", "producerresume"):
+            self._source_paused("_producer_paused", event == "producerpause", event)
         elif event == "score":
             self._score = data
             self.emit("score", data)
@@ -631,20 +629,8 @@ class DataConsumer(_Handle):
         elif event in ("dataproducerclose", "transportclose"):
             self._transport._data_consumers.pop(self._id, None)
             self._mark_closed(event)
-        elif event == "dataproducerpause":
-            if self._data_producer_paused:
-                return
-            self._data_producer_paused = True
-            self.emit("dataproducerpause")
-            if not self._paused:
-                self._observer.emit("pause")
-        elif event == "dataproducerresume":
-            if not self._data_producer_paused:
-                return
-            self._data_producer_paused = False
-            self.emit("dataproducerresume")
-            if not self._paused:
-                self._observer.emit("resume")
+        elif event in ("dataproducerpause", "dataproducerresume"):
+            self._source_paused("_data_producer_paused", event == "dataproducerpause", event)
         elif event == "bufferedamountlow":
             self.emit("bufferedamountlow", data)
         elif event == "sctpsendbufferfull":

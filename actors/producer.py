@@ -145,17 +145,11 @@ class Producer:
             if ssrc != self.rtx_ssrc or self.ssrc is None:
                 self._drop("unknown_ssrc")
                 return
-            original = rtx_unwrap(data, self.payload_type, self.ssrc)
             self.rtx_packets += 1
-            if original is None:
-                self._drop("rtx_padding")
+            unwrapped = self._rtx_original(data, self.ssrc)
+            if unwrapped is None:
                 return
-            data = bytes(original)
-            try:
-                hdr = parse_rtp_header(data)
-            except PacketParseError:
-                self._drop("rtx_malformed")
-                return
+            data, hdr = unwrapped
             repaired = True
         elif hdr[0] != self.payload_type:
             self._drop("unknown_payload_type")
@@ -203,6 +197,21 @@ class Producer:
             return
         for consumer in self.consumers:
             consumer.send_rtp(template, ext_seq, keyframe, now_ms)
+
+    def _rtx_original(self, data: bytes, media_ssrc: int) -> tuple[bytes, tuple] | None:
+        """The original packet carried by an RTX one (RFC 4588 §4: OSN restored, SSRC and PT
+        of the media stream) with its parsed header; None (dropped and counted) for RTX padding
+        or a malformed original."""
+        original = rtx_unwrap(data, self.payload_type, media_ssrc)
+        if original is None:
+            self._drop("rtx_padding")
+            return None
+        data = bytes(original)
+        try:
+            return data, parse_rtp_header(data)
+        except PacketParseError:
+            self._drop("rtx_malformed")
+            return None
 
     def learn_ssrc(self, ssrc: int) -> None:
         """Set the media SSRC learned from the first packet's ``mid`` extension."""
@@ -464,18 +473,12 @@ class LayeredProducer(Producer):
             if enc.ssrc is None or hdr[0] != self.rtx_payload_type:
                 self._drop("unknown_ssrc")
                 return
-            original = rtx_unwrap(data, self.payload_type, enc.ssrc)
             enc.rtx_packets += 1
             self.rtx_packets += 1
-            if original is None:
-                self._drop("rtx_padding")
+            unwrapped = self._rtx_original(data, enc.ssrc)
+            if unwrapped is None:
                 return
-            data = bytes(original)
-            try:
-                hdr = parse_rtp_header(data)
-            except PacketParseError:
-                self._drop("rtx_malformed")
-                return
+            data, hdr = unwrapped
             repaired = True
         elif hdr[0] != self.payload_type:
             self._drop("unknown_payload_type")

@@ -96,6 +96,15 @@ async def browser():
         await pw.stop()
 
 
+async def close_contexts(contexts: list) -> None:
+    """Close playwright browser contexts, ignoring ones whose browser is already gone."""
+    for context in contexts:
+        try:
+            await context.close()
+        except Exception:  # noqa: BLE001 - browser already gone
+            pass
+
+
 @dataclass
 class PeerPage:
     """One browser peer: its name, playwright page and the console lines it printed."""
@@ -139,11 +148,7 @@ async def open_peer(browser, demo_server):
     try:
         yield _open
     finally:
-        for context in contexts:
-            try:
-                await context.close()
-            except Exception:  # noqa: BLE001 - browser already gone
-                pass
+        await close_contexts(contexts)
 
 
 @pytest.fixture(scope="module")
@@ -187,8 +192,4 @@ async def lab_peer(browser, lab_server):
     try:
         yield _open
     finally:
-        for context in contexts:
-            try:
-                await context.close()
-            except Exception:  # noqa: BLE001 - browser already gone
-                pass
+        await close_contexts(contexts)
