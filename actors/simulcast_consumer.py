@@ -76,10 +76,28 @@ def _mid_slot2(mid_slot: bytes) -> bytes:
 class _LayeredConsumer(Consumer):
     """What SimulcastConsumer and SvcConsumer share (see the module docstring)."""
 
-    def _init_layers(self, emit: Callable[[str, Any], None] | None, layer_monitor: LayerMonitor | None) -> dict:
-        """Common set-up of both layered consumers; returns ``parse_scalability_mode`` of
-        ``encodings[0].scalabilityMode`` and sets ``self.monitor`` (``layer_monitor``, else the
-        producer's, else a private one)."""
+    consumer_type = "simulcast"
+
+    def __init__(
+        self,
+        *,
+        consumer_id: str,
+        transport: Transport,
+        producer: Producer,
+        rtp_parameters: dict,
+        paused: bool,
+        app_data: Any,
+        preferred_layers: dict | None = None,
+        layer_monitor: LayerMonitor | None = None,
+        emit: Callable[[str, Any], None] | None = None,
+    ) -> None:
+        """Common set-up of both layered consumers: ``self.monitor`` is ``layer_monitor``, else
+        the producer's, else a private one; the layers come from ``encodings[0].scalabilityMode``
+        (``parse_scalability_mode``); the subclass's ``_make_selector`` builds the engine."""
+        super().__init__(
+            consumer_id=consumer_id, transport=transport, producer=producer,
+            rtp_parameters=rtp_parameters, paused=paused, app_data=app_data, consumer_type=self.consumer_type,
+        )
         self._emit_fn = emit
         self._last_score: dict | None = None
         self._next_timer_ms = 0
@@ -92,7 +110,20 @@ class _LayeredConsumer(Consumer):
         if monitor is None:
             monitor = LayerMonitor(layers["spatialLayers"], layers["temporalLayers"])
         self.monitor = monitor
-        return layers
+        self.selector = self._make_selector(layers, preferred_layers)
+        if not self.active:
+            self.selector.pause()
+
+    def _make_selector(self, layers: dict, preferred_layers: dict | None):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _forward(self, n: int, t, now_ms: int) -> None:
+        """Send what the selector wrote (``n`` bytes, 0: nothing), then its pulled outputs."""
+        if n:  # before _flush: an RTCP request sent there may reuse the scratch buffer
+            self._send(n, t, now_ms)
+        sel = self.selector
+        if sel.key_frame_requests or sel.layers_changed:
+            self._flush(now_ms)
 
     # ------------------------------------------------------------------ events
     def _emit(self, event: str, data: Any) -> None:
@@ -282,32 +313,11 @@ class SimulcastConsumer(_LayeredConsumer):
     by ``ortc.get_consumer_rtp_parameters``).
     """
 
-    def __init__(
-        self,
-        *,
-        consumer_id: str,
-        transport: Transport,
-        producer: Producer,
-        rtp_parameters: dict,
-        paused: bool,
-        app_data: Any,
-        preferred_layers: dict | None = None,
-        layer_monitor: LayerMonitor | None = None,
-        emit: Callable[[str, Any], None] | None = None,
-    ) -> None:
-        super().__init__(
-            consumer_id=consumer_id, transport=transport, producer=producer,
-            rtp_parameters=rtp_parameters, paused=paused, app_data=app_data, consumer_type="simulcast",
+    def _make_selector(self, layers: dict, preferred_layers: dict | None) -> SimulcastSelector:
+        return SimulcastSelector(
+            self.monitor, clock_rate=self.clock_rate, codec=self.mime_type, spatial_layers=layers["spatialLayers"],
+            temporal_layers=layers["temporalLayers"], preferred_layers=preferred_layers,
         )
-        layers = self._init_layers(emit, layer_monitor)
-        spatial, temporal = layers["spatialLayers"], layers["temporalLayers"]
-        monitor = self.monitor
-        self.selector = SimulcastSelector(
-            monitor, clock_rate=self.clock_rate, codec=self.mime_type, spatial_layers=spatial,
-            temporal_layers=temporal, preferred_layers=preferred_layers,
-        )
-        if not self.active:
-            self.selector.pause()
 
     def send_rtp(self, t, ext_seq: int, keyframe: bool, now_ms: int, layer: int = 0, desc: tuple | None = None) -> None:
         """Forward (or not) one packet of encoding ``layer`` (see the module docstring)."""
@@ -318,12 +328,7 @@ class SimulcastConsumer(_LayeredConsumer):
             self.monitor.on_packet(layer, tid, len(t.data), now_ms)
         if not self.active:
             return
-        sel = self.selector
-        n = sel.process(t, layer, ext_seq, keyframe, now_ms, desc, self._buf)
-        if n:  # before _flush: an RTCP request sent there may reuse the scratch buffer
-            self._send(n, t, now_ms)
-        if sel.key_frame_requests or sel.layers_changed:
-            self._flush(now_ms)
+        self._forward(self.selector.process(t, layer, ext_seq, keyframe, now_ms, desc, self._buf), t, now_ms)
 
     def _producer_stream_index(self) -> int:
         return self.selector.current_spatial_layer
@@ -350,34 +355,15 @@ class SvcConsumer(_LayeredConsumer):
     stream (see :class:`SvcSelector`). Keyword arguments as :class:`SimulcastConsumer`; layers
     and K-SVC from ``encodings[0].scalabilityMode`` (``L3T3_KEY``...)."""
 
-    def __init__(
-        self,
-        *,
-        consumer_id: str,
-        transport: Transport,
-        producer: Producer,
-        rtp_parameters: dict,
-        paused: bool,
-        app_data: Any,
-        preferred_layers: dict | None = None,
-        layer_monitor: LayerMonitor | None = None,
-        emit: Callable[[str, Any], None] | None = None,
-    ) -> None:
-        super().__init__(
-            consumer_id=consumer_id, transport=transport, producer=producer,
-            rtp_parameters=rtp_parameters, paused=paused, app_data=app_data, consumer_type="svc",
-        )
-        layers = self._init_layers(emit, layer_monitor)
-        spatial, temporal = layers["spatialLayers"], layers["temporalLayers"]
-        monitor = self.monitor
+    consumer_type = "svc"
+
+    def _make_selector(self, layers: dict, preferred_layers: dict | None) -> SvcSelector:
         codec = self.mime_type.rsplit("/", 1)[-1].lower()
         self._vp9 = codec == "vp9"
-        self.selector = SvcSelector(
-            monitor, codec=codec, spatial_layers=spatial, temporal_layers=temporal,
+        return SvcSelector(
+            self.monitor, codec=codec, spatial_layers=layers["spatialLayers"], temporal_layers=layers["temporalLayers"],
             ksvc=layers["ksvc"], preferred_layers=preferred_layers,
         )
-        if not self.active:
-            self.selector.pause()
 
     def send_rtp(self, t, ext_seq: int, keyframe: bool, now_ms: int, layer: int = 0, desc: tuple | None = None) -> None:
         """Forward (or not) one packet of the stream (``layer`` is ignored: one stream)."""
@@ -397,12 +383,7 @@ class SvcConsumer(_LayeredConsumer):
             self.monitor.on_packet(sid if sid > 0 else 0, tid, len(t.data), now_ms)
         if not self.active:
             return
-        sel = self.selector
-        n = sel.process(t, ext_seq, keyframe, now_ms, desc, self._buf)
-        if n:  # before _flush: an RTCP request sent there may reuse the scratch buffer
-            self._send(n, t, now_ms)
-        if sel.key_frame_requests or sel.layers_changed:
-            self._flush(now_ms)
+        self._forward(self.selector.process(t, ext_seq, keyframe, now_ms, desc, self._buf), t, now_ms)
 
     def on_padding(self, layer: int, ext_seq: int) -> None:
         """A padding-only packet (not forwarded): its seq is closed in the output."""
