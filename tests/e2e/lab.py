@@ -19,6 +19,7 @@ Shapes of :meth:`LabPeer.stats` (numbers from the page's ``getStats()``)::
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 LOOPBACK = [{"protocol": "udp", "ip": "127.0.0.1"}]
@@ -201,3 +202,58 @@ async def poll(check, *, timeout_s: float, interval_s: float = 0.5):
         if ok or asyncio.get_running_loop().time() >= deadline:
             return ok, info
         await asyncio.sleep(interval_s)
+
+
+_INBOUND_JS = """async (id) => {
+  const c = lab.consumers.get(id);
+  for (const s of (await c.getStats()).values())
+    if (s.type === 'inbound-rtp') return {framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0};
+  return {framesDecoded: 0, frameWidth: 0};
+}"""
+
+
+class DecodeWatch:
+    """Samples one consumer's ``framesDecoded``/``frameWidth`` in a lab page over time, to time
+    layer switches and find decoding stalls. ``samples``: ``[(monotonic_s, framesDecoded,
+    frameWidth)]``."""
+
+    def __init__(self, peer: LabPeer, consumer_id: str) -> None:
+        self.peer = peer
+        self.consumer_id = consumer_id
+        self.samples: list[tuple[float, int, int]] = []
+
+    async def sample(self) -> dict:
+        s = await self.peer.evaluate(_INBOUND_JS, self.consumer_id)
+        self.samples.append((time.monotonic(), s["framesDecoded"], s["frameWidth"]))
+        return s
+
+    async def steady(self, n: int = 5, interval_s: float = 0.1) -> None:
+        """``n`` samples ``interval_s`` apart (a baseline, or a tail after a switch)."""
+        for _ in range(n):
+            await self.sample()
+            await asyncio.sleep(interval_s)
+
+    async def until_width(self, width: int, started: float, timeout_s: float) -> float | None:
+        """Sample every 0.1 s until the decoded width is ``width``, then 1 s more; returns the
+        seconds from ``started`` (monotonic) to the first such sample, None if not within
+        ``timeout_s``."""
+        reached = None
+        while time.monotonic() - started < timeout_s:
+            s = await self.sample()
+            if s["frameWidth"] == width and reached is None:
+                reached = time.monotonic() - started
+            if reached is not None and time.monotonic() - started > reached + 1.0:
+                break
+            await asyncio.sleep(0.1)
+        return reached
+
+    def longest_stall_s(self) -> float:
+        """The longest time between two samples where ``framesDecoded`` rose (the last one
+        counts up to the final sample)."""
+        last_t, last_frames = self.samples[0][0], self.samples[0][1]
+        worst = 0.0
+        for t, frames, _w in self.samples[1:]:
+            if frames > last_frames:
+                worst = max(worst, t - last_t)
+                last_t, last_frames = t, frames
+        return max(worst, self.samples[-1][0] - last_t)

@@ -6,13 +6,12 @@ publisher's encoder sees the switch's keyframe request (its pliCount rises)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
 from raysfu.actors import create_worker
 
-from .lab import poll
+from .lab import DecodeWatch, poll
 
 MEDIA_CODECS = [
     {"kind": "audio", "mimeType": "audio/opus", "clockRate": 48000, "channels": 2},
@@ -24,14 +23,6 @@ ENCODINGS = [  # L1T3 as mediasoup's demo: all three temporal layers forwarded a
     {"rid": "r1", "scaleResolutionDownBy": 2, "maxBitrate": 400_000, "scalabilityMode": "L1T3"},
     {"rid": "r2", "scaleResolutionDownBy": 1, "maxBitrate": 1_200_000, "scalabilityMode": "L1T3"},
 ]
-
-INBOUND_JS = """async (id) => {
-  const c = lab.consumers.get(id);
-  for (const s of (await c.getStats()).values())
-    if (s.type === 'inbound-rtp') return {framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0};
-  return {framesDecoded: 0, frameWidth: 0};
-}"""
-
 
 @pytest.fixture(scope="module")
 async def worker(ray_session):
@@ -68,49 +59,28 @@ async def test_three_consumers_get_three_layers_and_one_switches(worker, lab_pee
     assert sorted(s["rid"] for s in stats) == ["r0", "r1", "r2"]
 
     first = consumers[0]
-    samples: list[tuple[float, int, int]] = []  # (monotonic s, framesDecoded, frameWidth)
-
-    async def sample():
-        s = await bob.evaluate(INBOUND_JS, first.id)
-        samples.append((time.monotonic(), s["framesDecoded"], s["frameWidth"]))
-        return s
+    watch = DecodeWatch(bob, first.id)
 
     async def switch_to(layer: int, width: int) -> float:
         plis_before = (await _outbound(alice))["r2" if layer == 2 else "r0"]["pliCount"]
         started = time.monotonic()
         await first.set_preferred_layers(layer)
-        reached = None
-        while time.monotonic() - started < 6.0:
-            s = await sample()
-            if s["frameWidth"] == width and reached is None:
-                reached = time.monotonic() - started
-            if reached is not None and time.monotonic() - started > reached + 1.0:
-                break
-            await asyncio.sleep(0.1)
-        assert reached is not None, f"width never reached {width}: {samples[-5:]}"
+        reached = await watch.until_width(width, started, 6.0)
+        assert reached is not None, f"width never reached {width}: {watch.samples[-5:]}"
         plis_after = (await _outbound(alice))["r2" if layer == 2 else "r0"]["pliCount"]
         assert plis_after > plis_before, "the switch's keyframe request did not reach the encoder"
         return reached
 
-    for _ in range(5):  # a steady baseline
-        await sample()
-        await asyncio.sleep(0.1)
+    await watch.steady()  # a steady baseline
     up_s = await switch_to(2, 640)
     assert first.current_layers["spatialLayer"] == 2
     down_s = await switch_to(0, 160)
-    for _ in range(5):
-        await sample()
-        await asyncio.sleep(0.1)
+    await watch.steady()
     print(f"switch 0->2 after {up_s:.2f} s, 2->0 after {down_s:.2f} s")
     assert up_s < 2.0 and down_s < 2.0, (up_s, down_s)
     # decoding kept going: framesDecoded never stalled for more than 1 s
-    last_t, last_frames = samples[0][0], samples[0][1]
-    worst = 0.0
-    for t, frames, _w in samples[1:]:
-        if frames > last_frames:
-            worst = max(worst, t - last_t)
-            last_t, last_frames = t, frames
-    worst = max(worst, samples[-1][0] - last_t)
+    samples = watch.samples
+    worst = watch.longest_stall_s()
     assert samples[-1][1] > samples[0][1]
     assert worst <= 1.0, f"decoding stalled {worst:.2f} s: {samples}"
     # the others kept their layers

@@ -14,20 +14,13 @@ import time
 import pytest
 from raysfu.actors import create_worker
 
-from .lab import poll
+from .lab import DecodeWatch, poll
 
 MEDIA_CODECS = [
     {"kind": "audio", "mimeType": "audio/opus", "clockRate": 48000, "channels": 2},
     {"kind": "video", "mimeType": "video/VP9", "clockRate": 90000, "parameters": {"profile-id": 0}},
     {"kind": "video", "mimeType": "video/AV1", "clockRate": 90000},
 ]
-
-INBOUND_JS = """async (id) => {
-  const c = lab.consumers.get(id);
-  for (const s of (await c.getStats()).values())
-    if (s.type === 'inbound-rtp') return {framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0};
-  return {framesDecoded: 0, frameWidth: 0};
-}"""
 
 OUTBOUND_JS = """async (id) => {
   const p = lab.producers.get(id);
@@ -104,44 +97,23 @@ async def test_vp9_svc_three_consumers_three_widths_and_one_switches(worker, lab
     assert [c.current_layers["spatialLayer"] for c in consumers] == [0, 1, 2]
 
     first = consumers[0]
-    samples: list[tuple[float, int, int]] = []  # (monotonic s, framesDecoded, frameWidth)
-
-    async def sample():
-        s = await bob.evaluate(INBOUND_JS, first.id)
-        samples.append((time.monotonic(), s["framesDecoded"], s["frameWidth"]))
-        return s
+    watch = DecodeWatch(bob, first.id)
 
     async def switch_to(layer: int, width: int) -> float:
         started = time.monotonic()
         await first.set_preferred_layers(layer)
-        reached = None
-        while time.monotonic() - started < 8.0:
-            s = await sample()
-            if s["frameWidth"] == width and reached is None:
-                reached = time.monotonic() - started
-            if reached is not None and time.monotonic() - started > reached + 1.0:
-                break
-            await asyncio.sleep(0.1)
-        assert reached is not None, f"{mode}: width never reached {width}: {samples[-5:]}"
+        reached = await watch.until_width(width, started, 8.0)
+        assert reached is not None, f"{mode}: width never reached {width}: {watch.samples[-5:]}"
         return reached
 
-    for _ in range(5):
-        await sample()
-        await asyncio.sleep(0.1)
+    await watch.steady()
     up_s = await switch_to(2, 960)
     down_s = await switch_to(0, 240)
-    for _ in range(5):
-        await sample()
-        await asyncio.sleep(0.1)
+    await watch.steady()
     print(f"{mode}: switch 0->2 after {up_s:.2f} s, 2->0 after {down_s:.2f} s")
     assert up_s < 4.0 and down_s < 4.0, (up_s, down_s)
-    last_t, last_frames = samples[0][0], samples[0][1]
-    worst = 0.0
-    for t, frames, _w in samples[1:]:
-        if frames > last_frames:
-            worst = max(worst, t - last_t)
-            last_t, last_frames = t, frames
-    worst = max(worst, samples[-1][0] - last_t)
+    samples = watch.samples
+    worst = watch.longest_stall_s()
     assert samples[-1][1] > samples[0][1]
     print(f"{mode}: longest decoding gap {worst:.2f} s")
     assert worst <= 1.5, f"{mode}: decoding stalled {worst:.2f} s: {samples}"
