@@ -126,6 +126,20 @@ class Router:
         self.rtp_observers: dict[str, "RtpObserver"] = {}
         # --- end rtp observers ---
 
+    async def _open_transport(self, transport: Transport) -> dict:
+        """Bind ``transport``'s sockets, then register it; a router closed meanwhile closes it
+        and raises ``InvalidStateError``. Returns its description."""
+        await transport.open()
+        if self.closed:  # closed while the sockets were being bound
+            transport.close()
+            raise InvalidStateError("router closed")
+        return self._register_transport(transport)
+
+    def _register_transport(self, transport: Transport) -> dict:
+        self.transports[transport.id] = transport
+        self.worker.objects[transport.id] = transport
+        return transport.describe()
+
     async def create_webrtc_transport(self, options: dict) -> dict:
         if self.closed:
             raise InvalidStateError("router closed")
@@ -139,15 +153,7 @@ class Router:
                 raise InvalidStateError(f"webrtc_server: no open WebRtcServer {options['webRtcServer']!r} in this worker")
             options["webRtcServer"] = server
         # --- end webrtc server / ice-tcp ---
-        transport_id = str(uuid.uuid4())
-        transport = WebRtcTransport(self, transport_id, options)
-        await transport.open()
-        if self.closed:  # closed while the sockets were being bound
-            transport.close()
-            raise InvalidStateError("router closed")
-        self.transports[transport_id] = transport
-        self.worker.objects[transport_id] = transport
-        return transport.describe()
+        return await self._open_transport(WebRtcTransport(self, str(uuid.uuid4()), options))
 
     async def create_pipe_transport(self, options: dict) -> dict:
         from .pipe_transport import PipeTransport, validate_pipe_transport_options
@@ -157,14 +163,7 @@ class Router:
         if not isinstance(options, dict):
             raise TypeError("options must be a dict")
         options = validate_pipe_transport_options(options)
-        transport = PipeTransport(self, str(uuid.uuid4()), options)
-        await transport.open()
-        if self.closed:
-            transport.close()
-            raise InvalidStateError("router closed")
-        self.transports[transport.id] = transport
-        self.worker.objects[transport.id] = transport
-        return transport.describe()
+        return await self._open_transport(PipeTransport(self, str(uuid.uuid4()), options))
 
     # --- PlainTransport / DirectTransport (issue 7) -------------------------------------------
     async def create_plain_transport(self, options: dict) -> dict:
@@ -175,14 +174,7 @@ class Router:
             raise InvalidStateError("router closed")
         if not isinstance(options, dict):
             raise TypeError("options must be a dict")
-        transport = PlainTransport(self, str(uuid.uuid4()), validate_plain_transport_options(options))
-        await transport.open()
-        if self.closed:
-            transport.close()
-            raise InvalidStateError("router closed")
-        self.transports[transport.id] = transport
-        self.worker.objects[transport.id] = transport
-        return transport.describe()
+        return await self._open_transport(PlainTransport(self, str(uuid.uuid4()), validate_plain_transport_options(options)))
 
     def create_direct_transport(self, options: dict) -> dict:
         """mediasoup ``router.createDirectTransport()``; returns the transport's description."""
@@ -192,10 +184,7 @@ class Router:
             raise InvalidStateError("router closed")
         if not isinstance(options, dict):
             raise TypeError("options must be a dict")
-        transport = DirectTransport(self, str(uuid.uuid4()), validate_direct_transport_options(options))
-        self.transports[transport.id] = transport
-        self.worker.objects[transport.id] = transport
-        return transport.describe()
+        return self._register_transport(DirectTransport(self, str(uuid.uuid4()), validate_direct_transport_options(options)))
     # --- end PlainTransport / DirectTransport ---------------------------------------------------
 
     # --- rtp observers (issue 7) ---
