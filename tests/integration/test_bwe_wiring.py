@@ -25,6 +25,30 @@ def vp8_twcc(seq: int, ts: int, twcc_seq: int, *, key: bool = False) -> bytes:
                      extensions=[(4, b"0"), (TWCC_ID, (twcc_seq & 0xFFFF).to_bytes(2, "big"))])
 
 
+class FeedbackGiver:
+    """A subscriber's transport-cc side: logs the transport-wide seq of what ``sub`` received
+    (with the consumer's extension id) and sends the feedback back, every 50 ms."""
+
+    def __init__(self, sub, consumer) -> None:
+        self.sub = sub
+        self.out_id = next(e["id"] for e in consumer.rtp_parameters["headerExtensions"]
+                           if e["uri"].endswith("transport-wide-cc-extensions-01"))
+        self.recorder = TwccRecorder(sender_ssrc=0xABC, interval_us=50_000)
+        self.seen = 0
+
+    def pump(self, now_us: int) -> None:
+        """Log the packets received since the last call, then send the feedback that is due."""
+        received = self.sub.received_rtp
+        for packet in received[self.seen:]:
+            hdr = parse_rtp_header(packet)
+            found = find_extension(packet, hdr[6], hdr[7], hdr[8], self.out_id)
+            if found is not None:
+                self.recorder.on_packet(read_transport_seq(packet, found[0]), now_us)
+        self.seen = len(received)
+        for fb in self.recorder.on_timer(now_us):
+            self.sub.send_rtcp(fb)
+
+
 def rtcp_items(peer) -> list[tuple]:
     out = []
     for packet in peer.received_rtcp:
@@ -60,21 +84,13 @@ async def test_subscriber_feedback_drives_the_estimate_and_trace_events(router):
     await t_sub.enable_trace_event(["bwe", "probation"])
     before = (await t_sub.get_stats())[0]["availableOutgoingBitrate"]
     assert before == 600_000
-    recorder = TwccRecorder(sender_ssrc=0xABC, interval_us=50_000)
-    out_id = next(e["id"] for e in consumer.rtp_parameters["headerExtensions"] if e["uri"].endswith("transport-wide-cc-extensions-01"))
-    seen = 0
+    feedback = FeedbackGiver(sub, consumer)
+    out_id = feedback.out_id
     loop = asyncio.get_running_loop()
     for i in range(400):  # ~4 s of a ~1 Mbps stream, every packet acknowledged at arrival
         pub.send_rtp(vp8_twcc(1000 + i, 3000 * i, i, key=(i % 100 == 0)))
         await asyncio.sleep(0.01)
-        for packet in sub.received_rtp[seen:]:
-            hdr = parse_rtp_header(packet)
-            found = find_extension(packet, hdr[6], hdr[7], hdr[8], out_id)
-            if found is not None:
-                recorder.on_packet(read_transport_seq(packet, found[0]), int(loop.time() * 1e6))
-        seen = len(sub.received_rtp)
-        for fb in recorder.on_timer(int(loop.time() * 1e6)):
-            sub.send_rtcp(fb)
+        feedback.pump(int(loop.time() * 1e6))
     stats = (await t_sub.get_stats())[0]
     assert stats["availableOutgoingBitrate"] != before or any(t["type"] == "bwe" for t in traces), stats
     bwe_traces = [t for t in traces if t["type"] == "bwe"]
@@ -122,12 +138,9 @@ async def test_a_capped_simulcast_consumer_gets_padding_up_to_the_available_bitr
 
     _t_pub, t_sub, pub, sub, _producer, consumer = await _setup(router, None)
     await t_sub.set_max_outgoing_bitrate(300_000)
-    out_id = next(e["id"] for e in consumer.rtp_parameters["headerExtensions"]
-                  if e["uri"].endswith("transport-wide-cc-extensions-01"))
-    recorder = TwccRecorder(sender_ssrc=0xABC, interval_us=50_000)
+    feedback = FeedbackGiver(sub, consumer)
     sizes = (80, 380, 1100)  # ~35, ~160, ~460 kbps at 50 frames/s
     loop = asyncio.get_running_loop()
-    seen = 0
     start = loop.time()
     frame = 0
     while loop.time() - start < 5.0:
@@ -139,14 +152,7 @@ async def test_a_capped_simulcast_consumer_gets_padding_up_to_the_available_bitr
                                                (TWCC, ((3 * frame + layer) & 0xFFFF).to_bytes(2, "big"))]))
         frame += 1
         await asyncio.sleep(0.02)
-        for packet in sub.received_rtp[seen:]:
-            hdr = parse_rtp_header(packet)
-            found = find_extension(packet, hdr[6], hdr[7], hdr[8], out_id)
-            if found is not None:
-                recorder.on_packet(read_transport_seq(packet, found[0]), int(loop.time() * 1e6))
-        seen = len(sub.received_rtp)
-        for fb in recorder.on_timer(int(loop.time() * 1e6)):
-            sub.send_rtcp(fb)
+        feedback.pump(int(loop.time() * 1e6))
     layers = consumer.current_layers
     assert layers is not None and layers["spatialLayer"] < 2, layers  # r2 does not fit 300 kbps
     # probation bytes of the last 2 s: far more than probe clusters, less than the cap allows
