@@ -166,6 +166,7 @@ class TransportBwe:
             self.transport.wake_timer(due // 1000)
 
     def forget_producer(self, producer_id: str) -> None:
+        """Drop the cached extension id of a producer that left the transport."""
         self._twcc_ids.pop(producer_id, None)
 
     def set_max_incoming_bitrate(self, bitrate_bps: int, now_ms: int) -> None:
@@ -203,10 +204,6 @@ class TransportBwe:
     def on_remb(self, bitrate_bps: int) -> None:
         """A REMB from the remote (kept for stats; the estimate uses transport-cc only)."""
         self.remb_received_bps = bitrate_bps
-
-    def set_desired_bitrate(self, desired_bps: int, now_ms: int) -> None:
-        self.send_side.set_desired_bitrate(desired_bps, now_ms)
-        self._after(now_ms)
 
     def set_max_outgoing_bitrate(self, bitrate_bps: int) -> None:
         self.send_side.max_outgoing_bitrate = bitrate_bps

@@ -382,6 +382,8 @@ class Transport(TransportDataMixin):  # data channels (issue 7): produce_data/co
 
     def remove_producer(self, producer: Producer) -> None:
         self.producers.pop(producer.id, None)
+        if self.bwe is not None:
+            self.bwe.forget_producer(producer.id)
         for ssrc in [s for s, p in self.ssrc_table.items() if p is producer]:
             del self.ssrc_table[ssrc]
 

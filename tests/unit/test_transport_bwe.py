@@ -175,3 +175,20 @@ def test_padding_tops_media_up_to_the_estimate_while_a_layer_is_capped():
     before = len(t.sent)
     bwe._pad(11_125)
     assert len(t.sent) == before
+
+
+def test_received_transport_seq_is_logged_and_a_removed_producer_forgotten():
+    from raysfu.transport.rtp import build_rtp, parse_rtp_header
+
+    class _Producer:
+        id = "p1"
+        ext_uri_by_id = {3: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"}
+
+    t = _FakeTransport()
+    bwe = TransportBwe(t)
+    packet = build_rtp(96, 1, 0, 42, b"x", extensions=[(3, (777).to_bytes(2, "big"))])
+    bwe.on_rtp_received(packet, parse_rtp_header(packet), _Producer(), 1000)
+    assert bwe.recorder.media_ssrc == 42 and bwe.recorder.next_timer_us() is not None
+    assert t.woken and bwe._twcc_ids == {"p1": 3}
+    bwe.forget_producer("p1")
+    assert bwe._twcc_ids == {}
