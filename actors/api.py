@@ -76,6 +76,14 @@ class _Channel:
         self._subscribed: asyncio.Future | None = None
         self.closed = False
         self.on_died: Any = None
+        self._seq = 0  # requests and notifications are numbered: the worker starts them in order
+
+    def _submit(self, method: str, target_id: str | None, data: dict | None):
+        """Submit one request; the worker starts a channel's requests in the order they were
+        submitted (Ray does not keep the order of an async actor's tasks by itself)."""
+        ref = self.actor.request.remote(method, target_id, data or {}, self.sub_id, self._seq)
+        self._seq += 1  # only once submitted: a request that failed to submit leaves no gap
+        return ref
 
     async def start(self) -> None:
         """Subscribe to the worker's events and start the long-poll (idempotent)."""
@@ -91,7 +99,7 @@ class _Channel:
         try:
             if self._poll_task is None:  # a handle unpickled in this process: subscribe on first use
                 await self.start()
-            return await self.actor.request.remote(method, target_id, data or {})
+            return await self._submit(method, target_id, data)
         except Exception as exc:  # re-raise the worker's own error class
             import ray.exceptions
 
@@ -103,7 +111,7 @@ class _Channel:
         """Fire a request without waiting (used by ``close()``); errors are logged."""
         if self.closed:
             return
-        ref = self.actor.request.remote(method, target_id, data or {})
+        ref = self._submit(method, target_id, data)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

@@ -23,6 +23,8 @@ from .router import Router
 from .data_channels import set_data_producer_paused  # data channels (issue 7)
 
 TICK_MS = 20
+#: how long a request waits for an earlier one of its channel before starting anyway (s)
+REQUEST_ORDER_WAIT_S = 5.0
 _LOG_LEVELS = ("debug", "warn", "error", "none")
 
 
@@ -97,6 +99,10 @@ class WorkerCore:
         self._load_mark: tuple[float, float, int, int] | None = None
         self._load_rates: dict | None = None
         self.webrtc_servers: dict[str, Any] = {}  # webrtc server (issue 7): id → WebRtcServer
+        # request order per channel (see request): next seq to start, waiting later ones
+        self._next_seq: dict[str | None, int] = {}
+        self._seq_waiters: dict[tuple, asyncio.Future] = {}
+        self.request_order_timeouts = 0
 
     # ------------------------------------------------------------------ clock and events
     @staticmethod
@@ -170,8 +176,15 @@ class WorkerCore:
                 # --- end rtp observers ---
 
     # ------------------------------------------------------------------ requests
-    async def request(self, method: str, target_id: str | None, data: dict) -> Any:
-        """Dispatch one control request (mediasoup channel request names)."""
+    async def request(self, method: str, target_id: str | None, data: dict,
+                      channel_id: str | None = None, seq: int | None = None) -> Any:
+        """Dispatch one control request (mediasoup channel request names). With ``channel_id``
+        and ``seq`` (what a process's handles send), the requests of one channel start in
+        ``seq`` order, as over mediasoup's channel pipe: Ray may run an async actor's tasks out
+        of submission order (its documented behaviour), which would reorder fire-and-forget
+        sends (``producer.send``, ``dataProducer.send``) and what follows them."""
+        if seq is not None:
+            await self._in_order(channel_id, seq)
         if self.closed:
             raise InvalidStateError("worker closed")
         data = data or {}
@@ -189,6 +202,27 @@ class WorkerCore:
         if asyncio.iscoroutine(result):
             result = await result
         return result
+
+    async def _in_order(self, channel_id: str | None, seq: int) -> None:
+        """Wait until request ``seq`` of ``channel_id`` is the next one to start, then mark it
+        started. A predecessor missing for ``REQUEST_ORDER_WAIT_S`` is given up on (counted in
+        ``request_order_timeouts``): order degrades, nothing hangs."""
+        expected = self._next_seq.get(channel_id, 0)
+        if seq > expected:
+            future = asyncio.get_running_loop().create_future()
+            self._seq_waiters[(channel_id, seq)] = future
+            try:
+                await asyncio.wait_for(future, REQUEST_ORDER_WAIT_S)
+            except asyncio.TimeoutError:
+                self.request_order_timeouts += 1
+            finally:
+                self._seq_waiters.pop((channel_id, seq), None)
+            expected = self._next_seq.get(channel_id, 0)
+        if seq >= expected:
+            self._next_seq[channel_id] = seq + 1
+            waiter = self._seq_waiters.get((channel_id, seq + 1))
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     async def _worker_request(self, method: str, data: dict) -> Any:
         # --- webrtc server / ice-tcp (issue 7) ---
@@ -644,8 +678,9 @@ class WorkerActor:
         ctx = ray.get_runtime_context()
         return {"pid": os.getpid(), "nodeId": ctx.get_node_id(), "nodeIp": ray.util.get_node_ip_address(), "loop": type(asyncio.get_running_loop()).__module__}
 
-    async def request(self, method: str, target_id: str | None, data: dict) -> Any:
-        return await self.core.request(method, target_id, data)
+    async def request(self, method: str, target_id: str | None, data: dict,
+                      channel_id: str | None = None, seq: int | None = None) -> Any:
+        return await self.core.request(method, target_id, data, channel_id, seq)
 
     async def poll_events(self, sub_id: str, timeout_s: float = 1.0) -> list | None:
         return await self.core.poll_events(sub_id, timeout_s)
