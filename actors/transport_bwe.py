@@ -17,7 +17,12 @@ numbers of the producers' packets are logged with their arrival time and transpo
 goes back every 100 ms (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1), so the
 browser's own send-side estimator (and its simulcast layer choice) has what it needs; with
 ``set_max_incoming_bitrate`` a REMB (draft-alvestrand-rmcat-remb-03) caps the sender every
-second, as mediasoup's "limitation REMB" does.
+second, as mediasoup's "limitation REMB" does. A producer whose sender negotiated abs-send-time
+but not transport-wide-cc gets no feedback to estimate with, so the transport estimates for it
+(bwe/remb.py, libwebrtc's RemoteBitrateEstimatorAbsSendTime as mediasoup runs it in REMB mode)
+and sends REMB with ``min(estimate, max_incoming_bitrate)`` for those producers' SSRCs, once a
+second or at once when the estimate falls by 3 %; the estimate is ``availableIncomingBitrate``
+in the stats. Until it has an estimate, the limitation REMB alone applies.
 
 All times are the worker's monotonic clock in ms.
 """
@@ -30,10 +35,12 @@ from typing import TYPE_CHECKING, Any
 from raysfu.bwe.allocator import BitrateAllocator
 from raysfu.bwe.estimator import SendSideBwe
 from raysfu.bwe.prober import PROBATION_PAYLOAD_TYPE, PROBATION_SSRC
+from raysfu.bwe.remb import RembEstimator
 from raysfu.bwe.twcc import TwccRecorder
 from raysfu.transport import rtcp
 from raysfu.transport.errors import PacketParseError
 from raysfu.transport.rtp import find_extension
+from raysfu.transport.supported_rtp_capabilities import URI_ABS_SEND_TIME
 
 if TYPE_CHECKING:  # pragma: no cover
     from .webrtc_transport import WebRtcTransport
@@ -43,6 +50,7 @@ __all__ = [
     "PADDING_BURST_MS",
     "REMB_INTERVAL_MS",
     "TRACE_TYPES",
+    "URI_ABS_SEND_TIME",
     "URI_TWCC",
     "TransportBwe",
     "build_probation_packet",
@@ -106,6 +114,7 @@ class TransportBwe:
         "padding_bytes_sent",
         "probe_twcc_ext_id",
         "recorder",
+        "remb",
         "remb_received_bps",
         "send_side",
         "sent_bytes",
@@ -121,7 +130,11 @@ class TransportBwe:
         self.transport = transport
         self.send_side = SendSideBwe(controller, initial_available_outgoing_bitrate=initial_available_outgoing_bitrate)
         self.recorder = TwccRecorder(sender_ssrc=transport.rtcp_ssrc)
-        self._twcc_ids: dict[str, int] = {}  # producer id -> its transport-cc extension id (0: none)
+        # producer id -> its transport-cc extension id (> 0), or minus its abs-send-time extension
+        # id when it has abs-send-time without transport-cc (< 0: receive-side estimate), or 0
+        self._twcc_ids: dict[str, int] = {}
+        #: receive-side estimator for abs-send-time-only producers (created at their first packet)
+        self.remb: RembEstimator | None = None
         self.max_incoming_bitrate = 0
         self._next_remb_ms = 0
         self._probe_cluster: int | None = None
@@ -148,12 +161,14 @@ class TransportBwe:
     # -- receive side --------------------------------------------------------------------------
     def on_rtp_received(self, data: bytes, hdr: tuple, producer: Any, now_ms: int) -> None:
         """Log the transport-wide seq of a producer's packet (``hdr`` from
-        ``parse_rtp_header``), if it carries one."""
+        ``parse_rtp_header``), if it carries one; feed the abs-send-time of a producer without
+        transport-cc to the receive-side estimator."""
         ext_id = self._twcc_ids.get(producer.id)
         if ext_id is None:
-            ext_id = next((i for i, u in producer.ext_uri_by_id.items() if u == URI_TWCC), 0)
-            self._twcc_ids[producer.id] = ext_id
-        if not ext_id or not hdr[6]:
+            ext_id = self._feedback_ext_id(producer)
+        if ext_id <= 0 or not hdr[6]:
+            if ext_id < 0 and hdr[6]:
+                self._on_abs_send_time(data, hdr, -ext_id, now_ms)
             return
         found = find_extension(data, hdr[6], hdr[7], hdr[8], ext_id)
         if found is None or found[1] < 2:
@@ -165,12 +180,36 @@ class TransportBwe:
         if due is not None:
             self.transport.wake_timer(due // 1000)
 
+    def _feedback_ext_id(self, producer: Any) -> int:
+        uris = producer.ext_uri_by_id
+        ext_id = next((i for i, u in uris.items() if u == URI_TWCC), 0)
+        if not ext_id:
+            ext_id = -next((i for i, u in uris.items() if u == URI_ABS_SEND_TIME), 0)
+            if ext_id and self.remb is None:
+                self.remb = RembEstimator()
+        self._twcc_ids[producer.id] = ext_id
+        return ext_id
+
+    def _on_abs_send_time(self, data: bytes, hdr: tuple, ext_id: int, now_ms: int) -> None:
+        try:
+            found = find_extension(data, hdr[6], hdr[7], hdr[8], ext_id)
+        except PacketParseError:
+            self.transport.drops["rtp_extension_malformed"] += 1
+            return
+        if found is None or found[1] < 3:
+            return
+        off = found[0]
+        remb = self.remb
+        if remb.on_packet((data[off] << 16) | (data[off + 1] << 8) | data[off + 2], now_ms, len(data), hdr[4]):
+            self.transport.wake_timer(remb.next_remb_ms())
+
     def forget_producer(self, producer_id: str) -> None:
         """Drop the cached extension id of a producer that left the transport."""
         self._twcc_ids.pop(producer_id, None)
 
     def set_max_incoming_bitrate(self, bitrate_bps: int, now_ms: int) -> None:
-        """Cap what the remote sends us with a REMB every second (0: no cap)."""
+        """Cap what the remote sends us with a REMB every second (0: no cap); with a
+        receive-side estimate, the REMB carries ``min(estimate, bitrate_bps)``."""
         self.max_incoming_bitrate = bitrate_bps
         self._next_remb_ms = now_ms
         self.transport.wake_timer(now_ms)
@@ -235,17 +274,24 @@ class TransportBwe:
             due = probe
         if self.max_incoming_bitrate and (due is None or self._next_remb_ms < due):
             due = self._next_remb_ms
+        if self.remb is not None:
+            remb = self.remb.next_remb_ms()
+            if remb is not None and (due is None or remb < due):
+                due = remb
         return due
 
     def on_timer(self, now_ms: int) -> None:
         t = self.transport
         for packet in self.recorder.on_timer(now_ms * 1000):
             t.send_rtcp(packet)
-        if self.max_incoming_bitrate and now_ms >= self._next_remb_ms:
+        remb = self.remb
+        if remb is not None and remb.estimate_bps is not None:
+            self._send_estimate_remb(remb, now_ms)
+        elif self.max_incoming_bitrate and now_ms >= self._next_remb_ms:
             self._next_remb_ms = now_ms + REMB_INTERVAL_MS
             ssrcs = [p.ssrc for p in t.producers.values() if getattr(p, "ssrc", None) is not None]
             if ssrcs:
-                t.send_rtcp(rtcp.build_remb(t.rtcp_ssrc, self.max_incoming_bitrate, ssrcs))
+                t.send_rtcp(rtcp.build_remb(t.rtcp_ssrc, self.max_incoming_bitrate, ssrcs[:255]))
         send_side = self.send_side
         if not send_side.feedbacks:
             return
@@ -257,6 +303,20 @@ class TransportBwe:
         if self.probe_twcc_ext_id:
             self._pad(now_ms)
         self._after(now_ms)
+
+    def _send_estimate_remb(self, remb: RembEstimator, now_ms: int) -> None:
+        """The receive-side estimate's REMB (mediasoup ``OnRembServerAvailableBitrate``): when
+        :meth:`RembEstimator.poll_remb` says so, or when ``set_max_incoming_bitrate`` asked for
+        one now; capped by ``max_incoming_bitrate``, for the SSRCs heard in the last 2 s."""
+        cap = self.max_incoming_bitrate
+        value = remb.poll_remb(now_ms, force=bool(cap) and now_ms >= self._next_remb_ms)
+        if value is None:
+            return
+        self._next_remb_ms = now_ms + REMB_INTERVAL_MS  # one REMB a second, not two out of phase
+        ssrcs = remb.ssrcs
+        if ssrcs:
+            t = self.transport
+            t.send_rtcp(rtcp.build_remb(t.rtcp_ssrc, min(value, cap) if cap else value, ssrcs[:255]))
 
     def _pad(self, now_ms: int) -> None:
         """Top what was sent since the last call up to ``padding_bps`` with probation packets
@@ -384,10 +444,12 @@ class TransportBwe:
 
     # -- info ----------------------------------------------------------------------------------
     def stats(self) -> dict:
-        """The mediasoup transport-stat fields this state owns (bps)."""
+        """The mediasoup transport-stat fields this state owns (bps); ``availableIncomingBitrate``
+        is the receive-side (abs-send-time) estimate, None without one."""
         s = self.send_side
         return {
             "availableOutgoingBitrate": self.available_bitrate_bps,
+            "availableIncomingBitrate": None if self.remb is None else self.remb.estimate_bps,
             "maxIncomingBitrate": self.max_incoming_bitrate or None,
             "maxOutgoingBitrate": s.max_outgoing_bitrate or None,
             "minOutgoingBitrate": s.min_outgoing_bitrate or None,

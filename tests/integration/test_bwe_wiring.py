@@ -166,3 +166,53 @@ async def test_a_capped_simulcast_consumer_gets_padding_up_to_the_available_bitr
     assert total_bps < 1.3 * 300_000, total_bps
     for p in (pub, sub):
         p.close()
+
+
+async def test_abs_send_time_producer_gets_receive_side_remb_capped_by_max_incoming(router):
+    """A sender with abs-send-time but no transport-wide-cc (what mediasoup-client negotiates
+    when the router offers no transport-cc): the transport estimates the incoming path itself
+    and sends REMB for the producer's SSRC; ``set_max_incoming_bitrate`` caps that REMB. The
+    sender stamps abs-send-time 25 % slower than it really sends (a queue building up on the
+    path), so the estimator sees overuse within a second instead of waiting 5 s to initialize."""
+    import copy
+
+    from raysfu.bwe.remb import abs_send_time_from_ms
+
+    from .conftest import VP8_PRODUCER_PARAMS, connect_peer
+
+    params = copy.deepcopy(VP8_PRODUCER_PARAMS)
+    params["headerExtensions"] = [e for e in params["headerExtensions"] if "transport-wide-cc" not in e["uri"]]
+    params["codecs"][0]["rtcpFeedback"] = [f for f in params["codecs"][0]["rtcpFeedback"] if f["type"] != "transport-cc"]
+    t_pub = await router.create_webrtc_transport(listen_infos=[{"protocol": "udp", "ip": "127.0.0.1"}])
+    pub = await connect_peer(t_pub)
+    await t_pub.produce(kind="video", rtp_parameters=params)
+    abs_id = next(e["id"] for e in params["headerExtensions"] if e["uri"].endswith("abs-send-time"))
+    loop = asyncio.get_running_loop()
+    seq = 0
+
+    async def send_for(seconds: float) -> None:
+        nonlocal seq
+        start = loop.time()
+        while loop.time() - start < seconds:
+            stamp_ms = (loop.time() - t0) * 1000 * 0.75  # the send clock lags: delay grows
+            for _ in range(3):  # ~1.2 Mbps: 3 × 1 kB every 20 ms
+                ext = [(4, b"0"), (abs_id, abs_send_time_from_ms(stamp_ms).to_bytes(3, "big"))]
+                pub.send_rtp(build_rtp(96, seq & 0xFFFF, 90 * seq, 11111111, VP8_DELTA + bytes(900),
+                                       marker=True, extensions=ext))
+                seq += 1
+            await asyncio.sleep(0.02)
+
+    t0 = loop.time()
+    await send_for(3.0)
+    rembs = [it for it in rtcp_items(pub) if it[0] == "remb"]
+    assert rembs, "no REMB from the receive-side estimate"
+    assert rembs[-1][2] > 0 and 11111111 in rembs[-1][3], rembs
+    stats = (await t_pub.get_stats())[0]
+    assert stats["availableIncomingBitrate"] and stats["availableIncomingBitrate"] > 0, stats
+    n = len(rembs)
+    await t_pub.set_max_incoming_bitrate(200_000)
+    await send_for(1.5)
+    later = [it for it in rtcp_items(pub) if it[0] == "remb"][n:]
+    assert later and all(r[2] <= 200_000 for r in later), later
+    assert all(11111111 in r[3] for r in later)
+    pub.close()
