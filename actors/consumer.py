@@ -134,17 +134,28 @@ class Consumer:
                 return
             self.seq.sync(ext_seq)
             self.sync_required = False
-        out_seq = self.seq.input(ext_seq)
-        if out_seq is None:
-            self.drops["old_seq"] = self.drops.get("old_seq", 0) + 1
-            return
+        sq = self.seq
+        if ext_seq > sq._max_input and sq._started and not sq._dropped:
+            # SeqRewriter.input's in-order case, inlined (every packet takes it): the output is
+            # the input plus the base, and it is the newest output
+            sq._max_input = ext_seq
+            out_seq = ext_seq + sq._base
+            if out_seq > sq._max_output:
+                sq._max_output = out_seq
+            out_seq &= 0xFFFF
+        else:
+            out_seq = sq.input(ext_seq)
+            if out_seq is None:
+                self.drops["old_seq"] = self.drops.get("old_seq", 0) + 1
+                return
         transport = self.transport
         # self._write(buf, t, out_seq), inlined (the per-consumer step of every packet)
         buf = transport.scratch
         data = t.data
         n = len(data)
         buf[:n] = data
-        _SEQ_TS_SSRC.pack_into(buf, 2, out_seq, t.timestamp, self.ssrc)
+        ts = t.timestamp
+        _SEQ_TS_SSRC.pack_into(buf, 2, out_seq, ts, self.ssrc)
         mid_off = t.mid_off
         if mid_off >= 0:
             buf[mid_off : mid_off + MID_SLOT_LEN] = self.mid_slot
@@ -158,7 +169,15 @@ class Consumer:
             buf[twcc_off] = self._twcc_byte
         if self.nack_enabled:
             self.retransmissions.store(out_seq, t, now_ms)
-        self.stats.on_packet(t.timestamp, n, now_ms)
+        st = self.stats  # SendStreamStats.on_packet, inlined
+        st.packet_count += 1
+        st.byte_count += n
+        m = st._max_ts
+        if m is None:
+            st.on_first_packet(ts, n, now_ms)
+        elif 0 < ((ts - m) & 0xFFFFFFFF) < 0x80000000:
+            st._max_ts = ts
+            st._max_ts_ms = now_ms
         transport.send_scratch_rtp(n, twcc_off)
 
     def _write(self, buf, t: Template, out_seq: int) -> int:

@@ -63,6 +63,9 @@ SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 #: The process's send buffer (see the module docstring): C memory for in-place SRTP and its
 #: writable memoryview.
 SEND_BUFFER, SEND_VIEW = new_packet_buffer()
+#: ``SEND_VIEWS[n]`` is ``SEND_VIEW[:n]``, made once: the send path indexes a list instead of
+#: slicing a new memoryview per packet
+SEND_VIEWS = [SEND_VIEW[:n] for n in range(len(SEND_VIEW) + 1)]
 
 
 def _check_ip(value: Any, field: str) -> str:
@@ -813,7 +816,7 @@ class WebRtcTransport(Transport):
                 n = len_p[0]
             else:
                 n = srtp.protect_rtp_into(SEND_BUFFER, n)
-            self._tx_sendto(SEND_VIEW[:n], self._tx_remote)
+            self._tx_sendto(SEND_VIEWS[n], self._tx_remote)
         except PacketParseError:
             self.drops["srtp_protect_failed"] += 1
             return

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from raysfu.transport.rtcp import ntp_from_ms, ntp_middle32
 
-__all__ = ["RateCalculator", "RecvStreamStats", "SendStreamStats", "MAX_DROPOUT", "MAX_MISORDER"]
+__all__ = ["CounterRate", "RateCalculator", "RecvStreamStats", "SendStreamStats", "MAX_DROPOUT", "MAX_MISORDER"]
 
 #: A jump forward of this many seqs or more is suspicious (RFC 3550 §A.1, mediasoup).
 MAX_DROPOUT = 3000
@@ -66,6 +66,49 @@ class RateCalculator:
             if slot_id > oldest:
                 total += b
         return total * 8000 // self.window_ms
+
+
+class CounterRate:
+    """A bitrate from a growing byte counter sampled now and then, instead of one update per
+    packet (the send side's per-packet path then only adds to its counter).
+
+    ``rate_bps(byte_count, now_ms)`` records a sample (at most one per ``min_gap_ms``) and
+    returns the bytes between the newest sample at least ``window_ms`` old (else the oldest)
+    and now, as bits per second. Samples come from the stats calls and from each SR built
+    (every second), so the rate covers the last 1-2 s: mediasoup's 1 s ``RateCalculator``
+    window, measured less often.
+    """
+
+    __slots__ = ("window_ms", "min_gap_ms", "_samples")
+
+    def __init__(self, window_ms: int = 1000, min_gap_ms: int = 100) -> None:
+        if window_ms <= 0 or min_gap_ms < 0:
+            raise ValueError(f"window_ms/min_gap_ms invalid: {window_ms!r}/{min_gap_ms!r}")
+        self.window_ms = window_ms
+        self.min_gap_ms = min_gap_ms
+        self._samples: list[tuple[int, int]] = []  # (now_ms, byte_count), oldest first
+
+    def sample(self, byte_count: int, now_ms: int) -> None:
+        """Record the counter at ``now_ms``; keeps only what the window needs."""
+        samples = self._samples
+        if samples and now_ms - samples[-1][0] < self.min_gap_ms:
+            return
+        samples.append((now_ms, byte_count))
+        horizon = now_ms - self.window_ms
+        # keep the newest sample that is at least a window old, and everything after it
+        k = 0
+        while k + 1 < len(samples) and samples[k + 1][0] <= horizon:
+            k += 1
+        if k:
+            del samples[:k]
+
+    def rate_bps(self, byte_count: int, now_ms: int) -> int:
+        """Bits per second between the reference sample and ``byte_count`` at ``now_ms``."""
+        self.sample(byte_count, now_ms)
+        t0, b0 = self._samples[0]
+        if now_ms <= t0:
+            return 0
+        return (byte_count - b0) * 8000 // max(now_ms - t0, self.window_ms)
 
 
 def _interval_score(delivered_ratio: float) -> int:
@@ -138,7 +181,7 @@ class _StreamStats:
         self.fir_count = 0
         self.fraction_lost = 0
         self.round_trip_time_ms: float | None = None
-        self._rate = RateCalculator()
+        self._rate: RateCalculator | None = None  # set by the receive side's _init_own
         self._score = _Score(10)
         self._init_own()
 
@@ -206,6 +249,7 @@ class RecvStreamStats(_StreamStats):
     """
 
     def _init_own(self) -> None:
+        self._rate = RateCalculator()
         self.packets_discarded = 0
         self.resync_count = 0
         self.jitter = 0.0
@@ -382,19 +426,29 @@ class SendStreamStats(_StreamStats):
 
     def _init_own(self) -> None:
         self.packets_lost = 0
+        self._sent_rate = CounterRate()
         self._max_ts: int | None = None
         self._max_ts_ms = 0
         self._unix_offset_ms: int | None = None  # unix_ms - now_ms at the last SR built
 
     def on_packet(self, rtp_ts: int, size_bytes: int, now_ms: int) -> None:
-        """A media packet was sent (its RTP timestamp, size in bytes)."""
+        """A media packet was sent (its RTP timestamp, size in bytes). The bitrate comes from
+        ``byte_count`` (:class:`CounterRate`), so this is all the per-packet work."""
         self.packet_count += 1
         self.byte_count += size_bytes
-        self._rate.update(size_bytes, now_ms)
         m = self._max_ts
-        if m is None or 0 < ((rtp_ts - m) & 0xFFFFFFFF) < 0x80000000:
+        if m is None:
+            self.on_first_packet(rtp_ts, size_bytes, now_ms)
+        elif 0 < ((rtp_ts - m) & 0xFFFFFFFF) < 0x80000000:
             self._max_ts = rtp_ts
             self._max_ts_ms = now_ms
+
+    def on_first_packet(self, rtp_ts: int, size_bytes: int, now_ms: int) -> None:
+        """The first media packet (already counted): its timestamp starts the SR clock and its
+        send time is the bitrate's zero point."""
+        self._max_ts = rtp_ts
+        self._max_ts_ms = now_ms
+        self._sent_rate.sample(self.byte_count - size_bytes, now_ms)
 
     def on_retransmitted(self, size_bytes: int, now_ms: int, *, first_time: bool = True) -> None:
         """A packet was resent (RTX or plain) in answer to a NACK; ``first_time`` counts it as
@@ -417,6 +471,7 @@ class SendStreamStats(_StreamStats):
         """
         if self._max_ts is None:
             return None
+        self._sent_rate.sample(self.byte_count, now_ms)
         self._unix_offset_ms = unix_ms - now_ms
         ntp_sec, ntp_frac = ntp_from_ms(unix_ms)
         rtp_ts = (self._max_ts + (now_ms - self._max_ts_ms) * self.clock_rate // 1000) & 0xFFFFFFFF
@@ -443,6 +498,10 @@ class SendStreamStats(_StreamStats):
             rtt_units = 0
         self.round_trip_time_ms = rtt_units * 1000 / 65536
         return self.round_trip_time_ms
+
+    def bitrate_bps(self, now_ms: int) -> int:
+        """Media bitrate sent over the last 1-2 s (see :class:`CounterRate`)."""
+        return self._sent_rate.rate_bps(self.byte_count, now_ms)
 
     def to_stats(self, now_ms: int) -> dict:
         """mediasoup's ``RtpStreamSendStats`` entry (``type`` "outbound-rtp", camelCase keys)."""

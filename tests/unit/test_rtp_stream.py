@@ -231,3 +231,27 @@ def test_constructor_validation():
         RecvStreamStats(1, 0)
     with pytest.raises(ValueError, match="clock_rate"):
         SendStreamStats(1, -1)
+
+
+def test_send_bitrate_follows_the_rate_from_sampled_counters():
+    """The send side's bitrate comes from byte_count samples (SRs, stats calls): steady 800 kbps
+    reads 800 kbps; a rate change shows within the 1-2 s window; silence reads 0."""
+    from raysfu.transport.rtp_stream import CounterRate
+
+    st = SendStreamStats(1, 90000, kind="video")
+    now = 0
+    for i in range(400):  # 1,000 B every 10 ms: 800 kbps for 4 s, an SR every second
+        now = i * 10
+        st.on_packet(i * 900, 1000, now)
+        if now % 1000 == 0 and now:
+            st.build_sr(now, 1_700_000_000_000 + now)
+    assert st.bitrate_bps(now) == pytest.approx(800_000, rel=0.03)
+    for i in range(400, 700):  # then 500 B every 10 ms (400 kbps) for 3 s
+        now = i * 10
+        st.on_packet(i * 900, 500, now)
+        if now % 1000 == 0:
+            st.build_sr(now, 1_700_000_000_000 + now)
+    assert st.bitrate_bps(now) == pytest.approx(400_000, rel=0.05)
+    assert st.bitrate_bps(now + 2500) == 0  # nothing sent for 2.5 s
+    with pytest.raises(ValueError):
+        CounterRate(window_ms=0)
