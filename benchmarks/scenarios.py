@@ -754,11 +754,14 @@ async def compare(result: dict, seconds: float, srtp_profile: str = "AES_CM_128_
 
 
 # --------------------------------------------------------------------------- plot
-def plot_scenario_a(results: list[dict], path: str) -> str:
+def plot_scenario_a(results: list[dict], path: str, compare: dict | None = None) -> str:
     """PNG for scenario A against N: worker CPU µs per forwarded packet (top) and, below, loss %
     and undelivered % (lost or still queued at the end of the window), each as the median with
-    min-max bars over the runs. matplotlib when installed, else a small built-in renderer.
-    Returns which one drew it. Raises ValueError without scenario A results."""
+    min-max bars over the runs. ``compare`` (the ``--json`` file's "compare": ``{"N=<n> run <k>":
+    {"bare_relay"|"janus_peer": {"result": {"cpu_us_per_pkt": ...}}}}``) adds the side-by-side
+    peers' CPU per packet to the top panel (matplotlib only). matplotlib when installed, else a
+    small built-in renderer. Returns which one drew it. Raises ValueError without scenario A
+    results."""
     rows = summarize([r for r in results if r["scenario"] == "A"])
     if not rows:
         raise ValueError("no scenario A results to plot")
@@ -781,7 +784,22 @@ def plot_scenario_a(results: list[dict], path: str) -> str:
                     marker="o", capsize=3, **kw)
 
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    bars(ax1, cpu)
+    bars(ax1, cpu, label="raysfu WorkerActor")
+    peers: dict[str, dict[int, list[float]]] = {}
+    for key, by_peer in (compare or {}).items():
+        n = int(key.split()[0].partition("=")[2])
+        for peer, entry in by_peer.items():
+            value = (entry.get("result") or {}).get("cpu_us_per_pkt")
+            if value:
+                peers.setdefault(peer, {}).setdefault(n, []).append(value)
+    names = {"bare_relay": "bare Python relay (same run)", "janus_peer": "Janus 1.1.2 Streaming (same run)"}
+    for k, (peer, by_n) in enumerate(sorted(peers.items())):
+        ns = sorted(by_n)
+        med = [statistics.median(by_n[n]) for n in ns]
+        ax1.errorbar(ns, med, yerr=[[m - min(by_n[n]) for m, n in zip(med, ns)], [max(by_n[n]) - m for m, n in zip(med, ns)]],
+                     marker="s", capsize=3, color=f"C{k + 4}", label=names.get(peer, peer))
+    if peers:
+        ax1.legend(fontsize=8)
     ax1.set_ylabel("worker CPU µs / forwarded packet")
     ax1.set_ylim(bottom=0)
     ax1.grid(alpha=0.3)
@@ -958,7 +976,7 @@ async def main_async(args: argparse.Namespace) -> int:
         with open(args.plot) as f:
             data = json.load(f)
         results = [r for r in data["results"] if r.get("cpu_us_per_pkt") is not None]
-        used = plot_scenario_a(results, args.plot_out)
+        used = plot_scenario_a(results, args.plot_out, data.get("compare"))
         print(f"wrote {args.plot_out} ({used})")
         return 0
     if not args.scenario:
