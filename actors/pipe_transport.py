@@ -17,7 +17,7 @@ from raysfu.transport.errors import InvalidStateError, PacketParseError, Unsuppo
 from raysfu.transport.srtp import SrtpSession, generate_srtp_parameters
 from raysfu.transport.sctp import looks_like_sctp  # data channels (issue 7)
 
-from .webrtc_transport import SEND_BUFFER, SEND_VIEW, Transport, _check_ip, _UdpProtocol, bind_udp, validate_listen_info
+from .webrtc_transport import SEND_BUFFER, SEND_VIEWS, Transport, _check_ip, _UdpProtocol, bind_udp, validate_listen_info
 
 if TYPE_CHECKING:  # pragma: no cover
     from .router import Router
@@ -163,7 +163,7 @@ class PipeTransport(Transport):
         try:
             if self.srtp is not None:
                 n = self.srtp.protect_rtp_into(SEND_BUFFER, n)
-            protocol.sendto(SEND_VIEW[:n], self.remote)
+            protocol.sendto(SEND_VIEWS[n], self.remote)
         except PacketParseError:
             self.drops["srtp_protect_failed"] += 1
             return

@@ -30,7 +30,7 @@ from raysfu.transport.sctp import looks_like_sctp  # data channels (issue 7)
 
 from .webrtc_transport import (
     SEND_BUFFER,
-    SEND_VIEW,
+    SEND_VIEWS,
     SOCKET_BUFFER_BYTES,
     Transport,
     _check_ip,
@@ -346,7 +346,7 @@ class PlainTransport(Transport):
         try:
             if self.srtp is not None:
                 n = self.srtp.protect_rtp_into(SEND_BUFFER, n)
-            self.remote_socket.sendto(SEND_VIEW[:n], remote)
+            self.remote_socket.sendto(SEND_VIEWS[n], remote)
         except PacketParseError:
             self.drops["srtp_protect_failed"] += 1
             return

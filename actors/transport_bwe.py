@@ -39,7 +39,7 @@ from raysfu.bwe.remb import RembEstimator
 from raysfu.bwe.twcc import TwccRecorder
 from raysfu.transport import rtcp
 from raysfu.transport.errors import PacketParseError
-from raysfu.transport.rtp import find_extension
+from raysfu.transport.rtp import find_extension, read_abs_send_time
 from raysfu.transport.supported_rtp_capabilities import URI_ABS_SEND_TIME
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -200,7 +200,7 @@ class TransportBwe:
             return
         off = found[0]
         remb = self.remb
-        if remb.on_packet((data[off] << 16) | (data[off + 1] << 8) | data[off + 2], now_ms, len(data), hdr[4]):
+        if remb.on_packet(read_abs_send_time(data, off), now_ms, len(data), hdr[4]):
             self.transport.wake_timer(remb.next_remb_ms())
 
     def forget_producer(self, producer_id: str) -> None:
