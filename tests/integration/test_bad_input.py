@@ -51,7 +51,8 @@ async def test_garbage_is_dropped_counted_and_good_peer_keeps_flowing(router):
             await asyncio.sleep(0.002)
     # a well-formed RTP packet that is not SRTP-protected, and SRTP with garbage authentication
     pub.send_raw(build_rtp(96, 999, 0, 11111111, bytes(50)))
-    pub.send_raw(pub.srtp.protect_rtp(vp8(1000, 0))[:-4] + b"\x00\x00\x00\x00")
+    # (the seq already sent: the client's send window refuses one far ahead and then back)
+    pub.send_raw(pub.srtp.protect_rtp(vp8(seq, 0))[:-4] + b"\x00\x00\x00\x00")
     # STUN with wrong credentials: wrong password, wrong ufrag
     attacker.sendto(build_binding_request(f"{t_pub.ice_parameters['usernameFragment']}:x", "wrong-password-wrong-password!", priority=1), ("127.0.0.1", port))
     attacker.sendto(build_binding_request("nobody:x", t_pub.ice_parameters["password"], priority=1), ("127.0.0.1", port))

@@ -12,6 +12,7 @@ from raysfu.transport.dtls import DtlsCertificate, DtlsSession
 from raysfu.transport.errors import PacketParseError
 from raysfu.transport.srtp import (
     FAST_PATH_AVAILABLE,
+    SEND_WINDOW_SIZE,
     SRTP_CRYPTO_SUITES,
     SrtpSession,
     generate_srtp_parameters,
@@ -108,6 +109,18 @@ def test_same_rtp_packet_can_be_protected_twice(suite, fast):
     again = alice.protect_rtp(packet)  # a NACK retransmission without RTX
     assert again == first
     assert bob.unprotect_rtp(again) == packet
+
+
+@pytest.mark.parametrize("fast", PATHS)
+def test_resend_without_rtx_reaches_back_the_send_window(fast):
+    alice, bob = pair("AES_CM_128_HMAC_SHA1_80", fast)
+    sent = [alice.protect_rtp(rtp(seq)) for seq in range(1000, 1000 + SEND_WINDOW_SIZE + 40)]
+    newest = 1000 + SEND_WINDOW_SIZE + 39
+    inside = newest - (SEND_WINDOW_SIZE - 1)
+    assert alice.protect_rtp(rtp(inside)) == sent[inside - 1000]
+    with pytest.raises(PacketParseError):  # libsrtp: replay_old, past the send window
+        alice.protect_rtp(rtp(newest - SEND_WINDOW_SIZE - 10))
+    assert bob.unprotect_rtp(alice.protect_rtp(rtp(newest + 1))) == rtp(newest + 1)  # still usable
 
 
 def test_reordered_packets_inside_the_window_are_accepted():
