@@ -135,6 +135,7 @@ class Consumer:
             self.seq.sync(ext_seq)
             self.sync_required = False
         sq = self.seq
+        newest = False
         if ext_seq > sq._max_input and sq._started and not sq._dropped:
             # SeqRewriter.input's in-order case, inlined (every packet takes it): the output is
             # the input plus the base, and it is the newest output
@@ -142,6 +143,7 @@ class Consumer:
             out_seq = ext_seq + sq._base
             if out_seq > sq._max_output:
                 sq._max_output = out_seq
+                newest = True
             out_seq &= 0xFFFF
         else:
             out_seq = sq.input(ext_seq)
@@ -168,7 +170,19 @@ class Consumer:
         if twcc_off >= 0:
             buf[twcc_off] = self._twcc_byte
         if self.nack_enabled:
-            self.retransmissions.store(out_seq, t, now_ms)
+            rb = self.retransmissions
+            i = out_seq & rb._mask
+            packets = rb._packets
+            if newest and (rb._mask == rb._full_mask or packets[i] is None
+                           or now_ms - rb._stored_at[i] > rb.max_age_ms):
+                # RetransmissionBuffer.store's case of a newest seq whose slot needs no growth
+                # (full-size ring, empty or stale slot), inlined
+                rb._seqs[i] = out_seq
+                packets[i] = t
+                rb._stored_at[i] = now_ms
+                rb._newest = out_seq
+            else:
+                rb.store(out_seq, t, now_ms)
         st = self.stats  # SendStreamStats.on_packet, inlined
         st.packet_count += 1
         st.byte_count += n

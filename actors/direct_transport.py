@@ -185,8 +185,7 @@ class DirectTransport(Transport):
             self.drops["send_unknown_ssrc"] += 1
             return
         n = len(packet)
-        self.rtp_bytes_sent += n
-        self.bytes_sent += n
+        self.rtp_bytes_sent += n  # bytes_sent follows (a property)
         self.rtp_packets_sent += 1
         if self.handler is not None:
             self._call_hook("on_rtp", consumer.id, packet)

@@ -170,8 +170,7 @@ class PipeTransport(Transport):
         except OSError:
             self.drops["send_error"] += 1
             return
-        self.bytes_sent += n
-        self.rtp_bytes_sent += n
+        self.rtp_bytes_sent += n  # bytes_sent follows (a property)
         self.rtp_packets_sent += 1
 
     # --- data channels (issue 7) ---

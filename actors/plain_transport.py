@@ -353,8 +353,7 @@ class PlainTransport(Transport):
         except (OSError, TypeError):  # TypeError: the socket was closed under us
             self.drops["send_error"] += 1
             return
-        self.bytes_sent += n
-        self.rtp_bytes_sent += n
+        self.rtp_bytes_sent += n  # bytes_sent follows (a property)
         self.rtp_packets_sent += 1
 
     def send_rtcp(self, packet: bytes) -> None:

@@ -198,6 +198,17 @@ class Transport(TransportDataMixin):  # data channels (issue 7): produce_data/co
     """
 
     kind = "base"
+    _other_bytes_sent = 0
+
+    @property
+    def bytes_sent(self) -> int:
+        """Every byte sent on the wire: RTP (``rtp_bytes_sent``, counted once on the send path)
+        plus RTCP, ICE, DTLS and SCTP (``_other_bytes_sent``); ``+=`` works as on a plain int."""
+        return self._other_bytes_sent + self.rtp_bytes_sent
+
+    @bytes_sent.setter
+    def bytes_sent(self, value: int) -> None:
+        self._other_bytes_sent = value - self.rtp_bytes_sent
     #: where consumers write the packet they hand to ``send_scratch_rtp`` (module docstring)
     scratch: memoryview = SEND_VIEW
 
@@ -228,8 +239,8 @@ class Transport(TransportDataMixin):  # data channels (issue 7): produce_data/co
         self.next_rtcp_ms = 0
         #: the worker runs ``on_timer`` once its clock reaches this (monotonic ms); 0: next tick
         self.timer_due_ms = 0
-        self.bytes_received = self.bytes_sent = 0
         self.rtp_bytes_received = self.rtp_bytes_sent = 0
+        self.bytes_received = self.bytes_sent = 0
         self.rtx_bytes_sent = 0
         self.rtp_packets_received = 0
         self.rtp_packets_sent = 0
@@ -646,6 +657,9 @@ class WebRtcTransport(Transport):
         self._tx_remote: Any = None
         self._tx_sendto: Any = None
         self._tx_protect: Any = None  # SrtpSession.raw_rtp_protect of _tx_srtp (None: its slow path)
+        # (protect fn, ctx, len_p, sendto, remote): all the fast send path needs, in one load;
+        # None while it cannot be taken (not connected, no raw libsrtp, debug_send_loss set)
+        self._tx: Any = None
         # --- webrtc server / ice-tcp (issue 7) ---
         self.webrtc_server = options.get("webRtcServer")  # actors.webrtc_server.WebRtcServer | None
         self.enable_udp = options.get("enableUdp", True)
@@ -746,10 +760,11 @@ class WebRtcTransport(Transport):
         remote = core.selected_tuple
         protocol = (self.remote_protocol.get(remote) or (self.protocols[0] if self.protocols else None)) if remote is not None else None
         if core.srtp is None or protocol is None or protocol.sendto is None or self.closed:
-            self._tx_srtp = self._tx_remote = self._tx_sendto = self._tx_protect = None
+            self._tx_srtp = self._tx_remote = self._tx_sendto = self._tx_protect = self._tx = None
         else:
             self._tx_srtp, self._tx_remote, self._tx_sendto = core.srtp, remote, protocol.sendto
-            self._tx_protect = core.srtp.raw_rtp_protect
+            self._tx_protect = raw = core.srtp.raw_rtp_protect
+            self._tx = (raw[0], raw[1], raw[2], protocol.sendto, remote) if raw is not None else None
 
     # --- data channels (issue 7) ---------------------------------------------------------------
     def _sctp_after_core(self) -> None:
@@ -792,6 +807,33 @@ class WebRtcTransport(Transport):
     def send_scratch_rtp(self, n: int, twcc_off: int) -> None:
         """Stamp the transport-wide seq, SRTP-protect in place and send ``scratch[:n]`` to the
         selected tuple (the hot path: no Python object per packet)."""
+        tx = self._tx
+        if tx is None or self.debug_send_loss:
+            self._send_scratch_rtp_slow(n, twcc_off)
+            return
+        if twcc_off >= 0:
+            self.twcc_seq = seq = (self.twcc_seq + 1) & 0xFFFF
+            _U16.pack_into(SEND_VIEW, twcc_off + 1, seq)
+            bwe = self.bwe_tx  # --- bwe (issue 6) ---
+            if bwe is not None:
+                bwe.on_rtp_sent(seq, n, _now_ms())
+        fn, ctx, len_p, sendto, remote = tx  # SrtpSession.protect_rtp_into, inlined
+        len_p[0] = n
+        if fn(ctx, SEND_BUFFER, len_p):
+            self.drops["srtp_protect_failed"] += 1
+            return
+        n = len_p[0]
+        try:
+            sendto(SEND_VIEWS[n], remote)
+        except OSError:  # e.g. a full send buffer: the packet is lost, as on the wire
+            self.drops["send_error"] += 1
+            return
+        self.rtp_bytes_sent += n  # bytes_sent follows (a property)
+        self.rtp_packets_sent += 1
+
+    def _send_scratch_rtp_slow(self, n: int, twcc_off: int) -> None:
+        """``send_scratch_rtp`` without the raw libsrtp route: not connected (counted), the
+        debug send loss, or pylibsrtp's public API (no ``lib`` fast path)."""
         srtp = self._tx_srtp
         if srtp is None:
             self.drops["send_not_connected"] += 1
@@ -805,25 +847,15 @@ class WebRtcTransport(Transport):
             bwe = self.bwe_tx  # --- bwe (issue 6) ---
             if bwe is not None:
                 bwe.on_rtp_sent(seq, n, _now_ms())
-        raw = self._tx_protect
         try:
-            if raw is not None:  # SrtpSession.protect_rtp_into, inlined
-                fn, ctx, len_p = raw
-                len_p[0] = n
-                if fn(ctx, SEND_BUFFER, len_p):
-                    self.drops["srtp_protect_failed"] += 1
-                    return
-                n = len_p[0]
-            else:
-                n = srtp.protect_rtp_into(SEND_BUFFER, n)
+            n = srtp.protect_rtp_into(SEND_BUFFER, n)
             self._tx_sendto(SEND_VIEWS[n], self._tx_remote)
         except PacketParseError:
             self.drops["srtp_protect_failed"] += 1
             return
-        except OSError:  # e.g. a full send buffer: the packet is lost, as on the wire
+        except OSError:
             self.drops["send_error"] += 1
             return
-        self.bytes_sent += n
         self.rtp_bytes_sent += n
         self.rtp_packets_sent += 1
 
@@ -881,7 +913,7 @@ class WebRtcTransport(Transport):
         self.core.close()
         self._flush_core_quietly()
         self._close_sockets()
-        self._tx_srtp = self._tx_remote = self._tx_sendto = self._tx_protect = None
+        self._tx_srtp = self._tx_remote = self._tx_sendto = self._tx_protect = self._tx = None
 
     def _flush_core_quietly(self) -> None:
         try:

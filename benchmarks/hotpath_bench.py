@@ -225,6 +225,8 @@ async def inproc(n: int, packets: int, rounds: int, no_send: bool, profile: bool
         t._update_route()
         if no_send:
             t._tx_sendto = lambda data, addr: None
+            if t._tx is not None:
+                t._tx = (*t._tx[:3], t._tx_sendto, t._tx[4])
         t.consume({"producerId": producer["id"], "rtpCapabilities": caps}, 0)
         transports.append(t)
     payload = b"\x10\x01" + bytes(1150)

@@ -299,6 +299,7 @@ class RetransmissionBuffer:
         "_packets",
         "_stored_at",
         "_resent_at",
+        "_resent_seq",
         "_newest",
     )
 
@@ -327,6 +328,7 @@ class RetransmissionBuffer:
         self._packets: list[bytes | bytearray | None] = [None] * size
         self._stored_at = [0] * size
         self._resent_at = [0] * size
+        self._resent_seq = [-1] * size  # the seq ``_resent_at`` is for (store leaves both alone)
         self._newest = -1
 
     def set_rtt(self, rtt_ms: float) -> None:
@@ -338,23 +340,31 @@ class RetransmissionBuffer:
         size = self._mask + 1
         self._seqs = [-1] * size
         self._packets = [None] * size
+        self._resent_seq = [-1] * size
         self._newest = -1
 
     def _grow(self) -> None:
         """Double the ring, re-placing every stored packet."""
-        old = (self._seqs, self._packets, self._stored_at, self._resent_at)
+        old = (self._seqs, self._packets, self._stored_at, self._resent_at, self._resent_seq)
         size = (self._mask + 1) * 2
         mask = size - 1
-        seqs, packets, stored_at, resent_at = [-1] * size, [None] * size, [0] * size, [0] * size
-        for seq, packet, at, resent in zip(*old):
+        seqs, packets, stored_at, resent_at, resent_seq = ([-1] * size, [None] * size, [0] * size,
+                                                           [0] * size, [-1] * size)
+        for seq, packet, at, resent, rseq in zip(*old):
             if packet is not None:
                 j = seq & mask
-                seqs[j], packets[j], stored_at[j], resent_at[j] = seq, packet, at, resent
+                seqs[j], packets[j], stored_at[j] = seq, packet, at
+                if rseq == seq:
+                    resent_at[j], resent_seq[j] = resent, rseq
         self._mask = mask
-        self._seqs, self._packets, self._stored_at, self._resent_at = seqs, packets, stored_at, resent_at
+        self._seqs, self._packets, self._stored_at = seqs, packets, stored_at
+        self._resent_at, self._resent_seq = resent_at, resent_seq
 
     def store(self, seq16: int, packet: bytes | bytearray, now_ms: int) -> None:
-        """Keep the outgoing (plaintext, rewritten) RTP ``packet`` sent with seq ``seq16``."""
+        """Keep the outgoing (plaintext, rewritten) RTP ``packet`` sent with seq ``seq16``.
+
+        ``Consumer.send_rtp`` inlines the case of a newest ``seq16`` whose slot needs no growth
+        (empty, stale, or the ring at full size): keep both in step."""
         i = seq16 & self._mask
         if (
             self._mask < self._full_mask
@@ -367,7 +377,6 @@ class RetransmissionBuffer:
         self._seqs[i] = seq16
         self._packets[i] = packet
         self._stored_at[i] = now_ms
-        self._resent_at[i] = -1
         newest = self._newest
         if newest < 0 or 0 < ((seq16 - newest) & 0xFFFF) < 0x8000:
             self._newest = seq16
@@ -388,10 +397,12 @@ class RetransmissionBuffer:
         ):
             self.missing_count += 1
             return None
-        resent_at = self._resent_at[i]
-        if resent_at >= 0 and now_ms - resent_at < self.min_resend_interval_ms:
+        resent_at = self._resent_at[i]  # a resend of this very packet: same seq, not before its store
+        if (self._resent_seq[i] == seq16 and resent_at >= self._stored_at[i]
+                and now_ms - resent_at < self.min_resend_interval_ms):
             self.throttled_count += 1
             return None
         self._resent_at[i] = now_ms
+        self._resent_seq[i] = seq16
         self.resent_count += 1
         return packet
