@@ -21,7 +21,13 @@ interface as :class:`raysfu.bwe.goog_cc.controller.GoogCcController`; times in m
    (delay-based AIMD and the loss-based ramp together) grows from 8 %/s by 3 points per second
    of calm up to 20 %/s, back to 8 %/s at the first sign of a rising queue. Being
    multiplicative and driven by the shared queue, it keeps competing flows' ratios (no probe
-   lets one flow grab the new capacity).
+   lets one flow grab the new capacity). The link-capacity estimate is also dropped when the
+   **burst queue collapses**: the highest queueing delay of each feedback (the pacer bursts'
+   queue) over the last 500 ms falls below half its lowest level of up to 2 s before (counted
+   from 1 s after the last cut, at least 500 ms of it, from a level of ≥ 8 ms) while the acked
+   rate is ≥ 0.8 × target: the same packets now drain faster, so capacity rose. This catches a
+   capacity step that lands while the rate is below the last overuse rate (an overuse just
+   before it), where m77 and the rule above stay additive for 10-20 s.
 4. **App-limited probing follows demand**: in ALR, while the demand (the total allocated rate
    the application asked for through ``set_desired_bitrate``; a static max is not a demand) is
    above 1.1 × the estimate, a probe at ``min(2 × estimate, demand)`` goes out every 1.5 s
@@ -63,6 +69,16 @@ RAMP_AFTER_DECREASE_MS = 3_000
 RAMP_ABOVE_LAST_OVERUSE = 1.0
 RAMP_FACTOR_PER_S = 0.03
 RAMP_MAX_FACTOR = 1.20
+# burst-queue collapse (change 3): the recent window of feedback peaks, the earlier window it is
+# compared with, the fall that counts, the smallest earlier level that is a queue at all (below
+# it jitter dominates), the settling time after a cut (its drain is not a capacity rise) and the
+# least span of earlier samples to compare with
+DRAIN_RECENT_MS = 500
+DRAIN_PRIOR_MS = 2_000
+DRAIN_RATIO = 0.5
+DRAIN_MIN_PRIOR_MS = 8.0
+DRAIN_SETTLE_MS = 1_000
+DRAIN_MIN_PRIOR_SPAN_MS = 500
 
 
 class _WindowExtreme:
@@ -110,6 +126,7 @@ class LossClassifier:
         "low_total",
         "p_inherent",
         "standing_queue_ms",
+        "peak_queue_ms",
     )
 
     def __init__(self) -> None:
@@ -119,6 +136,7 @@ class LossClassifier:
         self.low_lost = 0.0
         self.p_inherent = 0.0
         self.standing_queue_ms = 0.0  # min queueing delay over the last feedback
+        self.peak_queue_ms = 0.0  # max queueing delay over the last feedback
 
     def classify(self, packets, feedback_ms: int) -> tuple[int, float]:
         owd = [None if p[1] is None else p[1] - p[0] for p in packets]
@@ -152,6 +170,7 @@ class LossClassifier:
         if recv:
             self.last_queue_ms = recv[-1] - base
             self.standing_queue_ms = min(recv) - base
+            self.peak_queue_ms = max(recv) - base
         if low_total:
             self.low_total += low_total
             self.low_lost += low_lost
@@ -277,6 +296,8 @@ class RaysfuController(GoogCcController):
         self.congestive_since = 0.0
         self._calm_since: int | None = None
         self.ramp_resets = 0
+        self._peaks: deque[tuple[int, float]] = deque()
+        self.drain_resets = 0
 
     def on_feedback(self, feedback_ms: int, packets) -> None:
         add = self.delay_based.delivery.add
@@ -290,6 +311,10 @@ class RaysfuController(GoogCcController):
         else:
             self._calm_since = None
 
+        pk = self._peaks
+        pk.append((feedback_ms, self.classifier.peak_queue_ms))
+        while pk[0][0] < feedback_ms - DRAIN_RECENT_MS - DRAIN_PRIOR_MS:
+            pk.popleft()
         self._ramp(feedback_ms)
 
     def _ramp(self, now_ms: int) -> None:
@@ -300,6 +325,9 @@ class RaysfuController(GoogCcController):
             rc.increase_factor = self.bandwidth.increase_factor = 1.08
             return
         lc = rc.link_capacity
+        if lc.has_estimate() and self._drained(now_ms):
+            lc.reset()
+            self.drain_resets += 1
         if lc.has_estimate():
             last_dec = rc.time_last_decrease_ms
             acked = self.last_acked_bps
@@ -314,6 +342,24 @@ class RaysfuController(GoogCcController):
         calm_s = (now_ms - calm - RAMP_CALM_MS) / 1000.0
         rc.increase_factor = self.bandwidth.increase_factor = min(
             1.08 + RAMP_FACTOR_PER_S * calm_s, RAMP_MAX_FACTOR)
+
+    def _drained(self, now_ms: int) -> bool:
+        """True when the burst queue collapsed without a cut, i.e. capacity rose (change 3 of
+        the module docstring): max peak queueing delay of the last ``DRAIN_RECENT_MS`` below
+        ``DRAIN_RATIO`` × the min peak of the ``DRAIN_PRIOR_MS`` before it (from
+        ``DRAIN_SETTLE_MS`` after the last decrease), and the estimate in use."""
+        last_dec = self.delay_based.rate_control.time_last_decrease_ms
+        settled = -10**9 if last_dec is None else last_dec + DRAIN_SETTLE_MS
+        pk = self._peaks
+        if not pk or now_ms - DRAIN_RECENT_MS - max(settled, pk[0][0]) < DRAIN_MIN_PRIOR_SPAN_MS:
+            return False
+        cut = now_ms - DRAIN_RECENT_MS
+        prior = min((q for t, q in pk if settled <= t < cut), default=None)
+        recent = max((q for t, q in pk if t >= cut), default=None)
+        if prior is None or recent is None or prior < DRAIN_MIN_PRIOR_MS:
+            return False
+        acked = self.last_acked_bps
+        return recent < DRAIN_RATIO * prior and acked is not None and acked >= 0.8 * self.target_bps
 
     def _account_loss(self, packets, n_received: int, feedback_ms: int) -> None:
         """Counts only loss above the inherent rate for loss v1 (all of it above 25 %)."""

@@ -260,3 +260,29 @@ def test_min_and_max_outgoing_bitrate_clamp_the_target():
     fc.target_bps = 50_000
     b.min_outgoing_bitrate = 100_000
     assert b.target_bitrate_bps == 100_000
+
+
+def test_burst_queue_collapse_reopens_the_search_at_a_capacity_step_only(monkeypatch):
+    """Change 3's drain detector (bwe/controller.py) on the emulator: in S1b (seed 3) the link
+    steps up at 40 s while ours sits below its last overuse rate; the collapse of the burst queue
+    must reset the capacity estimate right after the step (and nowhere else), which is what
+    brings t_up40 under the reference's 11.8 s. Scenarios with no capacity rise never fire it."""
+    from raysfu.bwe import scenarios
+
+    fired = []
+    original = RaysfuController._drained
+
+    def observed(self, now_ms):
+        result = original(self, now_ms)
+        if result:
+            fired.append(now_ms)
+        return result
+
+    monkeypatch.setattr(RaysfuController, "_drained", observed)
+    metrics = scenarios.run("S1b", "raysfu", 3).metrics
+    assert fired and all(40_000 <= t <= 42_000 for t in fired), fired
+    assert metrics["t_up40_s"] < 11.8
+    fired.clear()
+    for sid in ("S4", "S5", "S7"):  # random loss, a TCP competitor, a pause: no capacity step up
+        scenarios.run(sid, "raysfu", 1)
+    assert fired == []
