@@ -656,9 +656,9 @@ class WebRtcTransport(Transport):
         self._tx_srtp = None
         self._tx_remote: Any = None
         self._tx_sendto: Any = None
-        self._tx_protect: Any = None  # SrtpSession.raw_rtp_protect of _tx_srtp (None: its slow path)
-        # (protect fn, ctx, len_p, sendto, remote): all the fast send path needs, in one load;
-        # None while it cannot be taken (not connected, no raw libsrtp, debug_send_loss set)
+        # (protect fn, ctx, len_p, sendto, remote): all the fast send path needs, in one load
+        # (SrtpSession.raw_rtp_protect of _tx_srtp, then the route); None while not connected or
+        # without pylibsrtp's raw ``lib`` (SrtpSession's public path is taken then)
         self._tx: Any = None
         # --- webrtc server / ice-tcp (issue 7) ---
         self.webrtc_server = options.get("webRtcServer")  # actors.webrtc_server.WebRtcServer | None
@@ -760,10 +760,10 @@ class WebRtcTransport(Transport):
         remote = core.selected_tuple
         protocol = (self.remote_protocol.get(remote) or (self.protocols[0] if self.protocols else None)) if remote is not None else None
         if core.srtp is None or protocol is None or protocol.sendto is None or self.closed:
-            self._tx_srtp = self._tx_remote = self._tx_sendto = self._tx_protect = self._tx = None
+            self._tx_srtp = self._tx_remote = self._tx_sendto = self._tx = None
         else:
             self._tx_srtp, self._tx_remote, self._tx_sendto = core.srtp, remote, protocol.sendto
-            self._tx_protect = raw = core.srtp.raw_rtp_protect
+            raw = core.srtp.raw_rtp_protect
             self._tx = (raw[0], raw[1], raw[2], protocol.sendto, remote) if raw is not None else None
 
     # --- data channels (issue 7) ---------------------------------------------------------------
@@ -808,8 +808,7 @@ class WebRtcTransport(Transport):
         """Stamp the transport-wide seq, SRTP-protect in place and send ``scratch[:n]`` to the
         selected tuple (the hot path: no Python object per packet)."""
         tx = self._tx
-        if tx is None or self.debug_send_loss:
-            self._send_scratch_rtp_slow(n, twcc_off)
+        if (tx is None or self.debug_send_loss) and self._send_refused():
             return
         if twcc_off >= 0:
             self.twcc_seq = seq = (self.twcc_seq + 1) & 0xFFFF
@@ -817,6 +816,9 @@ class WebRtcTransport(Transport):
             bwe = self.bwe_tx  # --- bwe (issue 6) ---
             if bwe is not None:
                 bwe.on_rtp_sent(seq, n, _now_ms())
+        if tx is None:  # connected, without pylibsrtp's raw lib
+            self._protect_and_send_public(n)
+            return
         fn, ctx, len_p, sendto, remote = tx  # SrtpSession.protect_rtp_into, inlined
         len_p[0] = n
         if fn(ctx, SEND_BUFFER, len_p):
@@ -831,24 +833,21 @@ class WebRtcTransport(Transport):
         self.rtp_bytes_sent += n  # bytes_sent follows (a property)
         self.rtp_packets_sent += 1
 
-    def _send_scratch_rtp_slow(self, n: int, twcc_off: int) -> None:
-        """``send_scratch_rtp`` without the raw libsrtp route: not connected (counted), the
-        debug send loss, or pylibsrtp's public API (no ``lib`` fast path)."""
-        srtp = self._tx_srtp
-        if srtp is None:
+    def _send_refused(self) -> bool:
+        """True (and counted in ``drops``) when a packet may not go out: not connected
+        (``send_not_connected``) or dropped on purpose by ``debug_send_loss``."""
+        if self._tx_srtp is None:
             self.drops["send_not_connected"] += 1
-            return
+            return True
         if self.debug_send_loss and self._loss_rng.random() < self.debug_send_loss:
             self.drops["debug_send_loss"] += 1
-            return
-        if twcc_off >= 0:
-            self.twcc_seq = seq = (self.twcc_seq + 1) & 0xFFFF
-            _U16.pack_into(SEND_VIEW, twcc_off + 1, seq)
-            bwe = self.bwe_tx  # --- bwe (issue 6) ---
-            if bwe is not None:
-                bwe.on_rtp_sent(seq, n, _now_ms())
+            return True
+        return False
+
+    def _protect_and_send_public(self, n: int) -> None:
+        """Protect ``scratch[:n]`` through SrtpSession's public path and send it (no raw lib)."""
         try:
-            n = srtp.protect_rtp_into(SEND_BUFFER, n)
+            n = self._tx_srtp.protect_rtp_into(SEND_BUFFER, n)
             self._tx_sendto(SEND_VIEWS[n], self._tx_remote)
         except PacketParseError:
             self.drops["srtp_protect_failed"] += 1
@@ -913,7 +912,7 @@ class WebRtcTransport(Transport):
         self.core.close()
         self._flush_core_quietly()
         self._close_sockets()
-        self._tx_srtp = self._tx_remote = self._tx_sendto = self._tx_protect = self._tx = None
+        self._tx_srtp = self._tx_remote = self._tx_sendto = self._tx = None
 
     def _flush_core_quietly(self) -> None:
         try:

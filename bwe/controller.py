@@ -69,6 +69,8 @@ RAMP_AFTER_DECREASE_MS = 3_000
 RAMP_ABOVE_LAST_OVERUSE = 1.0
 RAMP_FACTOR_PER_S = 0.03
 RAMP_MAX_FACTOR = 1.20
+# the estimate is in use (not app-limited) while the acked rate is at least this share of it
+IN_USE_ACKED_RATIO = 0.8
 # burst-queue collapse (change 3): the recent window of feedback peaks, the earlier window it is
 # compared with, the fall that counts, the smallest earlier level that is a queue at all (below
 # it jitter dominates), the settling time after a cut (its drain is not a capacity rise) and the
@@ -333,7 +335,7 @@ class RaysfuController(GoogCcController):
             acked = self.last_acked_bps
             last = self.delay_based.last_overuse_acked_bps
             if ((last_dec is None or now_ms - last_dec >= RAMP_AFTER_DECREASE_MS)
-                    and acked is not None and acked >= 0.8 * self.target_bps
+                    and acked is not None and acked >= IN_USE_ACKED_RATIO * self.target_bps
                     and last is not None and acked >= RAMP_ABOVE_LAST_OVERUSE * last):
                 lc.reset()  # beyond the last overuse point: look for the new capacity
                 self.ramp_resets += 1
@@ -359,7 +361,7 @@ class RaysfuController(GoogCcController):
         if prior is None or recent is None or prior < DRAIN_MIN_PRIOR_MS:
             return False
         acked = self.last_acked_bps
-        return recent < DRAIN_RATIO * prior and acked is not None and acked >= 0.8 * self.target_bps
+        return recent < DRAIN_RATIO * prior and acked is not None and acked >= IN_USE_ACKED_RATIO * self.target_bps
 
     def _account_loss(self, packets, n_received: int, feedback_ms: int) -> None:
         """Counts only loss above the inherent rate for loss v1 (all of it above 25 %)."""

@@ -202,7 +202,8 @@ async def test_tick_loop_runs_only_due_transports(monkeypatch):
 
 
 # --------------------------------------------------------- WebRtcTransport: protect and send in place
-async def test_webrtc_transport_sends_protected_copies_from_the_send_buffer():
+@pytest.mark.parametrize("fast", [True, False])  # raw libsrtp lib, or SrtpSession's public path
+async def test_webrtc_transport_sends_protected_copies_from_the_send_buffer(fast):
     worker = WorkerCore({})
     router = Router(worker, "r", copy.deepcopy(MEDIA_CODECS), None)
     pub = CapturingTransport(router, "pub")
@@ -217,7 +218,7 @@ async def test_webrtc_transport_sends_protected_copies_from_the_send_buffer():
         pub.receive_rtp(vp8(1, 0, key=True), 0)
         assert t.drops["send_not_connected"] == 1  # no SRTP keys / selected tuple yet
         # connect by hand: SRTP keys and a selected tuple, as DTLS and ICE would set them
-        t.core.srtp = SrtpSession("AEAD_AES_256_GCM", KEY44, KEY44B)
+        t.core.srtp = SrtpSession("AEAD_AES_256_GCM", KEY44, KEY44B, use_fast_path=fast)
         t.core.ice._selected = sink.getsockname()
         t._update_route()
         peer = SrtpSession("AEAD_AES_256_GCM", KEY44B, KEY44)
@@ -229,6 +230,7 @@ async def test_webrtc_transport_sends_protected_copies_from_the_send_buffer():
         twcc = [next(o for e, o, n in iter_extensions(p, h[6], h[7], h[8]) if e == consumer.twcc_id) for p, h in zip(got, hdrs)]
         assert [int.from_bytes(p[o : o + 2], "big") for p, o in zip(got, twcc)] == [1, 2]  # transport-wide seqs
         assert t.rtp_packets_sent == 2 and t.rtp_bytes_sent == sum(len(p) for p in got) + 2 * 16
+        assert t.bytes_sent == t.rtp_bytes_sent  # nothing else went out yet
         t.send_rtcp(rtcp.build_rr(t.rtcp_ssrc, []))
         assert peer.unprotect_rtcp(sink.recv(4096))[:2] == b"\x80\xc9"
     finally:
