@@ -1,5 +1,5 @@
 """raysfu's send-side congestion controller: goog_cc m77 (the reference port in
-:mod:`raysfu.bwe.goog_cc`) with five changes where research/bwe.md §6 says it is weak. Same
+:mod:`raysfu.bwe.goog_cc`) with six changes where research/bwe.md §6 says it is weak. Same
 interface as :class:`raysfu.bwe.goog_cc.controller.GoogCcController`; times in ms, rates in bps.
 
 1. **Loss above the inherent rate only** (m77's loss v1 freezes the estimate under 2–10 %
@@ -39,6 +39,14 @@ interface as :class:`raysfu.bwe.goog_cc.controller.GoogCcController`; times in m
    frames, whose bursts now queue a few ms each), not a growing queue: the estimate is held
    instead of cut to 0.85 × the (still app-limited) acked rate, which made m77 drop a new layer
    right after switching to it.
+6. **A standing queue that rises from empty is an overuse** while the rate is beyond known
+   capacity (a capacity search after change 3, or the AIMD estimate above the link-capacity
+   estimate): the trendline's slope misses a queue that grows by a few ms per 100 ms (an
+   additive or 8 %/s climb just past a full link, worst under random loss) for 5-10 s, during
+   which the queue reaches 50-100 ms. When the standing queue (the smallest queueing delay of a
+   feedback) was below 10 ms within the last second and now stands at ≥ 15 ms and ≥ 10 ms above
+   that low, the AIMD gets an overuse (the usual cut of change 2). A queue held by a competitor
+   (a long TCP flow) never was that low within the second, so it does not fire there.
 
 Everything else (inter-arrival, trendline, AIMD, acked bitrate, start-up and mid-call probes,
 ALR) is the reference code path.
@@ -81,6 +89,12 @@ DRAIN_RATIO = 0.5
 DRAIN_MIN_PRIOR_MS = 8.0
 DRAIN_SETTLE_MS = 1_000
 DRAIN_MIN_PRIOR_SPAN_MS = 500
+# standing-queue overuse (change 6): within the last QUEUE_RISE_WINDOW_MS the standing queue
+# was below QUEUE_FROM_MS and now stands at >= QUEUE_OVERUSE_MS, QUEUE_RISE_MS above that low
+QUEUE_RISE_WINDOW_MS = 1_000
+QUEUE_FROM_MS = 10.0
+QUEUE_OVERUSE_MS = 15.0
+QUEUE_RISE_MS = 10.0
 
 
 class _WindowExtreme:
@@ -259,6 +273,9 @@ class _DelayBasedBwe(DelayBasedBwe):
         self._last_backoff: tuple[int, float] | None = None  # (at_ms, rate)
         self.standing_queue_ms = 1e9  # set by the controller from the loss classifier
         self.suppressed = 0
+        self._standing: deque[tuple[int, float]] = deque()  # (feedback_ms, standing queue ms)
+        self.searching = False  # a capacity search beyond the last overuse is on (change 3)
+        self.queue_overuses = 0
 
     def incoming(self, packets, acked_bps, probe_bps, in_alr, now_ms):
         self._now_ms = now_ms
@@ -269,9 +286,38 @@ class _DelayBasedBwe(DelayBasedBwe):
                 self.standing_queue_ms < MIN_STANDING_QUEUE_MS:
             self.suppressed += 1
             return DelayBasedResult()  # a delay step without a standing queue (change 5)
+        if self._queue_overuse(probe_bps, now_ms):
+            r = super()._maybe_update(acked_bps, probe_bps, recovered, in_alr, now_ms,
+                                      BandwidthUsage.OVERUSING)
+            self.queue_overuses += r.updated
+            return r
         return super()._maybe_update(acked_bps, probe_bps, recovered, in_alr, now_ms)
 
+    def _queue_overuse(self, probe_bps, now_ms: int) -> bool:
+        """True when a standing queue rose from (nearly) empty while the rate is beyond known
+        capacity (change 6 of the module docstring): the trendline has not seen it (NORMAL),
+        the smallest standing queue of the last ``QUEUE_RISE_WINDOW_MS`` is below
+        ``QUEUE_FROM_MS`` and the current one is at least ``QUEUE_OVERUSE_MS`` and
+        ``QUEUE_RISE_MS`` above it, and either a capacity search is on or the estimate is above
+        the link-capacity estimate."""
+        sq = self.standing_queue_ms
+        h = self._standing
+        if sq < 1e8:  # 1e9 until the classifier has measured one
+            h.append((now_ms, sq))
+            while h[0][0] < now_ms - QUEUE_RISE_WINDOW_MS:
+                h.popleft()
+        if (probe_bps is not None or sq < QUEUE_OVERUSE_MS
+                or self.detector.state != BandwidthUsage.NORMAL):
+            return False
+        low = min(q for _, q in h)
+        if low >= QUEUE_FROM_MS or sq - low < QUEUE_RISE_MS:
+            return False
+        rc = self.rate_control
+        lc = rc.link_capacity
+        return self.searching or (lc.has_estimate() and rc.current_bps > lc.estimate_bps())
+
     def _backoff_rate(self, acked_bps: float) -> float:
+        self.searching = False
         self.last_overuse_acked_bps = acked_bps
         d = self.delivery.rate_bps()
         r = acked_bps if d is None else d
@@ -339,6 +385,7 @@ class RaysfuController(GoogCcController):
                     and last is not None and acked >= RAMP_ABOVE_LAST_OVERUSE * last):
                 lc.reset()  # beyond the last overuse point: look for the new capacity
                 self.ramp_resets += 1
+                self.delay_based.searching = True
             rc.increase_factor = self.bandwidth.increase_factor = 1.08
             return
         calm_s = (now_ms - calm - RAMP_CALM_MS) / 1000.0

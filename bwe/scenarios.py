@@ -499,8 +499,10 @@ def run_job(job: tuple) -> tuple:
     return job[0], job[1], job[2], r.metrics, r.cpu_s
 
 
-def run_many(scenarios=None, controllers=CONTROLLERS, seeds=SEEDS, processes: int = 2) -> dict:
-    """Run every (scenario, controller, seed), in ``processes`` spawned processes (1 = here).
+def run_many(scenarios=None, controllers=CONTROLLERS, seeds=SEEDS, processes: int = 2,
+             initializer=None, initargs: tuple = ()) -> dict:
+    """Run every (scenario, controller, seed), in ``processes`` spawned processes (1 = here);
+    ``initializer(*initargs)`` runs first in each (a picklable module-level function).
 
     Returns ``{(scenario, controller): {"runs": [metrics per seed], "median": metrics,
     "cpu_s": total}}``.
@@ -509,9 +511,11 @@ def run_many(scenarios=None, controllers=CONTROLLERS, seeds=SEEDS, processes: in
     if processes > 1:
         import multiprocessing
 
-        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        with multiprocessing.get_context("spawn").Pool(processes, initializer, initargs) as pool:
             out = pool.map(run_job, jobs, chunksize=1)
     else:
+        if initializer is not None:
+            initializer(*initargs)
         out = [run_job(j) for j in jobs]
     res: dict = {}
     for s, c, k, m, cpu in out:

@@ -87,10 +87,13 @@ class DelayBasedBwe:
         """Rate an overuse backs off from (m77: the acked bitrate); a hook for subclasses."""
         return acked_bps
 
-    def _maybe_update(self, acked_bps, probe_bps, recovered, in_alr, now_ms) -> DelayBasedResult:
+    def _maybe_update(self, acked_bps, probe_bps, recovered, in_alr, now_ms,
+                      state: BandwidthUsage | None = None) -> DelayBasedResult:
+        """Applies the detector's state (or ``state``, a subclass's override) to AIMD."""
         r = DelayBasedResult()
         rc = self.rate_control
-        state = self.detector.state
+        if state is None:
+            state = self.detector.state
         if state == BandwidthUsage.OVERUSING:
             if self.has_once_detected_overuse and in_alr and self.alr_limited_backoff:
                 if rc.time_to_reduce_further(now_ms, self.prev_bps):
