@@ -46,6 +46,7 @@ __all__ = [
     "evaluate",
     "median_metrics",
     "run",
+    "run_s6_constant_rate",
     "within_reference",
 ]
 
@@ -292,9 +293,11 @@ def _s5b(controller, seed, keep):
     return _s5(controller, seed, keep, tq_us=1000 * MS)
 
 
-def _s6(controller, seed, keep):
+def _s6(controller, seed, keep, fixed_bps: int | None = None):
     net = _net(seed, [(0, 2_000_000)])
-    fl = [_media(net, f"media{i}", controller, start_us=5 * S) for i in range(2)]
+    rate = {} if fixed_bps is None else {"start": fixed_bps, "min_bps": fixed_bps,
+                                         "max_bps": fixed_bps}
+    fl = [_media(net, f"media{i}", controller, start_us=5 * S, **rate) for i in range(2)]
     pool = ShortTcpPool(net, link=net.forward, ack_link=net.backward, start_us=40 * S,
                         stop_us=130 * S)
     net.run(150 * S)
@@ -449,6 +452,17 @@ def run(scenario: str, controller: str, seed: int = 1, keep: bool = False) -> Re
     cpu = time.process_time() - t0
     return Result(scenario, controller, seed, {k: float(v) for k, v in metrics.items()}, cpu,
                   net if keep else None, extra if keep else None)
+
+
+def run_s6_constant_rate(rate_bps: int, seed: int = 1) -> dict:
+    """S6 (ten short TCP flows) with both media flows held at ``rate_bps`` each (the estimator's
+    min = max = start, same codec and pacing): its metrics, which show the utilization / p95
+    queueing-delay trade-off of the scenario itself, whatever the controller. Raises ValueError
+    for ``rate_bps`` <= 0."""
+    if rate_bps <= 0:
+        raise ValueError(f"rate_bps must be > 0, got {rate_bps!r}")
+    metrics, _, _ = _s6("raysfu", seed, False, fixed_bps=rate_bps)
+    return {k: float(v) for k, v in metrics.items()}
 
 
 def median_metrics(results) -> dict:
