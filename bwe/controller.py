@@ -273,7 +273,7 @@ class _DelayBasedBwe(DelayBasedBwe):
         self._last_backoff: tuple[int, float] | None = None  # (at_ms, rate)
         self.standing_queue_ms = 1e9  # set by the controller from the loss classifier
         self.suppressed = 0
-        self._standing: deque[tuple[int, float]] = deque()  # (feedback_ms, standing queue ms)
+        self._standing_low = _WindowExtreme(QUEUE_RISE_WINDOW_MS, True)  # standing queue, ms
         self.searching = False  # a capacity search beyond the last overuse is on (change 3)
         self.queue_overuses = 0
 
@@ -301,16 +301,13 @@ class _DelayBasedBwe(DelayBasedBwe):
         ``QUEUE_RISE_MS`` above it, and either a capacity search is on or the estimate is above
         the link-capacity estimate."""
         sq = self.standing_queue_ms
-        h = self._standing
         if sq < 1e8:  # 1e9 until the classifier has measured one
-            h.append((now_ms, sq))
-            while h[0][0] < now_ms - QUEUE_RISE_WINDOW_MS:
-                h.popleft()
+            self._standing_low.add(now_ms, sq)
         if (probe_bps is not None or sq < QUEUE_OVERUSE_MS
                 or self.detector.state != BandwidthUsage.NORMAL):
             return False
-        low = min(q for _, q in h)
-        if low >= QUEUE_FROM_MS or sq - low < QUEUE_RISE_MS:
+        low = self._standing_low.value()
+        if low is None or low >= QUEUE_FROM_MS or sq - low < QUEUE_RISE_MS:
             return False
         rc = self.rate_control
         lc = rc.link_capacity
