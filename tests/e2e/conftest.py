@@ -7,6 +7,8 @@
 - ``lab_server``/``lab_peer``: the browser lab (``tests/e2e/lab.py``): a bare page with
   mediasoup-client that the test signals from Python against its own routers;
   ``await lab_peer(name) -> LabPeer``.
+- ``worker``: one raysfu worker per test module (``create_worker()`` on the local Ray of
+  ``ray_session``), closed after the module.
 - ``open_peer``: opens one page per peer, each in its own browser context, joins a room and waits
   for ``window.raysfu.ready``; pages and contexts are closed after the test.
 """
@@ -43,6 +45,18 @@ CHROMIUM_ARGS = [
 ]
 
 READY_TIMEOUT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+async def worker(ray_session):
+    """A worker for the module's tests; closed after them, with a moment for the close (a
+    fire-and-forget request) to reach the actor before the next module starts."""
+    from raysfu.actors import create_worker
+
+    w = await create_worker()
+    yield w
+    w.close()
+    await asyncio.sleep(0.3)
 
 
 def _ensure_bundle() -> None:

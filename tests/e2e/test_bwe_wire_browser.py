@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import pytest
-from raysfu.actors import create_worker
 
 from .conftest import CHROMIUM, CHROMIUM_ARGS, DEMO_DIR, _ensure_bundle
 from .lab import LabPeer
@@ -157,13 +156,6 @@ async def ns_browser(bwe_net, wire_lab_server):
                 await browser.close()
         finally:
             await pw.stop()
-
-
-@pytest.fixture(scope="module")
-async def worker(ray_session):
-    worker = await create_worker()
-    yield worker
-    worker.close()
 
 
 async def test_consumer_behind_tbf_fits_then_climbs(worker, bwe_net, wire_lab_server, ns_browser, lab_peer):

@@ -4,12 +4,6 @@ DataConsumer in Python, each getting every one of 1,000 messages (in order where
 
 from __future__ import annotations
 
-import asyncio
-
-import pytest
-
-from raysfu.actors import create_worker
-
 from .lab import poll
 
 MEDIA_CODECS = [
@@ -17,14 +11,6 @@ MEDIA_CODECS = [
     {"kind": "video", "mimeType": "video/VP8", "clockRate": 90000},
 ]
 N = 1000
-
-
-@pytest.fixture(scope="module")
-async def worker(ray_session):
-    worker = await create_worker()
-    yield worker
-    worker.close()
-    await asyncio.sleep(0.3)
 
 
 async def test_browser_data_producer_two_browser_consumers_and_python(worker, lab_peer):

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from raysfu.actors import create_worker
-
 from .lab import poll
 
 MEDIA_CODECS = [
@@ -17,13 +15,6 @@ MEDIA_CODECS = [
     {"kind": "video", "mimeType": "video/H264", "clockRate": 90000,
      "parameters": {"packetization-mode": 1, "profile-level-id": "42e01f", "level-asymmetry-allowed": 1}},
 ]
-
-
-@pytest.fixture(scope="module")
-async def worker(ray_session):
-    worker = await create_worker()
-    yield worker
-    worker.close()
 
 
 @pytest.mark.parametrize("codec_mime", ["video/VP8", "video/VP9", "video/H264"])

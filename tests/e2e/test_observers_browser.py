@@ -10,19 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-from raysfu.actors import create_worker
-
 MEDIA_CODECS = [{"kind": "audio", "mimeType": "audio/opus", "clockRate": 48000, "channels": 2}]
 STEP_TIMEOUT_S = 15.0
-
-
-@pytest.fixture(scope="module")
-async def worker(ray_session):
-    worker = await create_worker()
-    yield worker
-    worker.close()
-    await asyncio.sleep(0.3)
 
 
 async def _until(predicate, timeout_s: float = STEP_TIMEOUT_S) -> bool:

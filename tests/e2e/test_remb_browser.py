@@ -16,7 +16,6 @@ import asyncio
 import copy
 
 import pytest
-from raysfu.actors import create_worker
 
 URI_TWCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 MEDIA_CODECS = [
@@ -33,13 +32,6 @@ BYTES_SENT_JS = """async (id) => {
     if (s.type === 'outbound-rtp') bytes += s.bytesSent || 0;
   return bytes;
 }"""
-
-
-@pytest.fixture(scope="module")
-async def worker(ray_session):
-    worker = await create_worker()
-    yield worker
-    worker.close()
 
 
 def _caps_without_transport_cc(caps: dict) -> dict:

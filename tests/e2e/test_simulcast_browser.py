@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-from raysfu.actors import create_worker
-
 from .lab import DecodeWatch, poll
 
 MEDIA_CODECS = [
@@ -23,12 +20,6 @@ ENCODINGS = [  # L1T3 as mediasoup's demo: all three temporal layers forwarded a
     {"rid": "r1", "scaleResolutionDownBy": 2, "maxBitrate": 400_000, "scalabilityMode": "L1T3"},
     {"rid": "r2", "scaleResolutionDownBy": 1, "maxBitrate": 1_200_000, "scalabilityMode": "L1T3"},
 ]
-
-@pytest.fixture(scope="module")
-async def worker(ray_session):
-    worker = await create_worker()
-    yield worker
-    worker.close()
 
 
 async def _outbound(alice) -> dict:

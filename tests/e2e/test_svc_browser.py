@@ -12,7 +12,6 @@ import os
 import time
 
 import pytest
-from raysfu.actors import create_worker
 
 from .lab import DecodeWatch, poll
 
@@ -31,13 +30,6 @@ OUTBOUND_JS = """async (id) => {
       framesPerSecond: s.framesPerSecond || 0, framesEncoded: s.framesEncoded || 0});
   return out;
 }"""
-
-
-@pytest.fixture(scope="module")
-async def worker(ray_session):
-    worker = await create_worker()
-    yield worker
-    worker.close()
 
 
 CAMERA_JS = """async ([w, h]) => {

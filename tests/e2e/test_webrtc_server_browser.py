@@ -16,9 +16,6 @@ import shutil
 import socket
 import subprocess
 
-import pytest
-from raysfu.actors import create_worker
-
 from .lab import poll
 
 MEDIA_CODECS = [
@@ -27,13 +24,6 @@ MEDIA_CODECS = [
 ]
 LISTEN = [{"protocol": "udp", "ip": "127.0.0.1"}, {"protocol": "tcp", "ip": "127.0.0.1"}]
 NFT_TABLE = "raysfu_test_block_udp"
-
-
-@pytest.fixture(scope="module")
-async def worker(ray_session):
-    worker = await create_worker()
-    yield worker
-    worker.close()
 
 
 async def decoding(peer, consumer_id: str, frames: int = 30):
