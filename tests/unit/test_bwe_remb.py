@@ -11,6 +11,8 @@ import pytest
 from raysfu.bwe.emulator import Link, SimPacket, Simulator
 from raysfu.bwe.remb import REMB_INTERVAL_MS, RembEstimator, abs_send_time_from_ms
 
+from .fake_transport import FakeTransport
+
 SSRC = 0x1111
 
 
@@ -225,28 +227,6 @@ URI_ABS = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 URI_TWCC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 
 
-class _FakeTransport:
-    rtcp_ssrc = 99
-    id = "t"
-    bwe_tx = None
-
-    def __init__(self):
-        from collections import Counter
-
-        self.drops = Counter()
-        self.producers = {}
-        self.consumers = {}
-        self.due = 1 << 62
-        self.rtcp: list[bytes] = []
-
-    def wake_timer(self, due):
-        if due is not None and due < self.due:
-            self.due = due
-
-    def send_rtcp(self, packet):
-        self.rtcp.append(packet)
-
-
 class _FakeProducer:
     def __init__(self, pid, ssrc, uris):
         self.id = pid
@@ -281,7 +261,7 @@ def _rembs(t):
 def test_transport_sends_estimate_remb_for_abs_send_time_only_producers():
     from raysfu.actors.transport_bwe import TransportBwe
 
-    t = _FakeTransport()
+    t = FakeTransport()
     bwe = TransportBwe(t)
     producer = _FakeProducer("p", 5555, [URI_ABS])
     t.producers["p"] = producer
@@ -306,7 +286,7 @@ def test_transport_sends_estimate_remb_for_abs_send_time_only_producers():
 def test_transport_cc_producer_never_feeds_the_remb_estimator():
     from raysfu.actors.transport_bwe import TransportBwe
 
-    t = _FakeTransport()
+    t = FakeTransport()
     bwe = TransportBwe(t)
     producer = _FakeProducer("p", 5555, [URI_ABS, URI_TWCC])
     t.producers["p"] = producer
@@ -318,7 +298,7 @@ def test_transport_cc_producer_never_feeds_the_remb_estimator():
 def test_limitation_remb_applies_until_there_is_an_estimate():
     from raysfu.actors.transport_bwe import TransportBwe
 
-    t = _FakeTransport()
+    t = FakeTransport()
     bwe = TransportBwe(t)
     producer = _FakeProducer("p", 5555, [URI_ABS])
     t.producers["p"] = producer
@@ -333,7 +313,7 @@ def test_malformed_abs_send_time_element_is_counted_not_raised():
     from raysfu.actors.transport_bwe import TransportBwe
     from raysfu.transport.rtp import parse_rtp_header
 
-    t = _FakeTransport()
+    t = FakeTransport()
     bwe = TransportBwe(t)
     producer = _FakeProducer("p", 5555, [URI_ABS])
     # one-byte extension block: id 2 claims 4 bytes, the block has 3 left

@@ -4,10 +4,10 @@ transport schedules nothing; one that sent stamped packets runs the estimator at
 
 from __future__ import annotations
 
-from collections import Counter
-
 from raysfu.actors.transport_bwe import TransportBwe, build_probation_packet
 from raysfu.transport.rtp import find_extension, parse_rtp_header
+
+from .fake_transport import FakeTransport
 
 
 def test_probation_packet_layout():
@@ -28,23 +28,8 @@ def test_probation_packet_has_a_minimum_size():
     assert n == 21 and parse_rtp_header(bytes(buf[:n]))[4] == 1234
 
 
-class _FakeTransport:
-    rtcp_ssrc = 99
-    id = "t"
-    bwe_tx = None
-
-    def __init__(self):
-        self.drops = Counter()
-        self.producers = {}
-        self.consumers = {}
-        self.woken = []
-
-    def wake_timer(self, due):
-        self.woken.append(due)
-
-
 def test_no_timer_until_feedback_then_the_estimator_runs_at_once():
-    t = _FakeTransport()
+    t = FakeTransport()
     bwe = TransportBwe(t)
     assert bwe.next_timer_ms() is None
     bwe.on_rtp_sent(1, 1200, 1000)
@@ -58,7 +43,7 @@ def test_no_timer_until_feedback_then_the_estimator_runs_at_once():
 
 
 def test_malformed_feedback_is_counted_not_raised():
-    t = _FakeTransport()
+    t = FakeTransport()
     bwe = TransportBwe(t)
     bwe.on_feedback(b"\x00\x01", 5)
     assert bwe.feedback_errors == 1 and t.drops["twcc_feedback_malformed"] == 1
@@ -107,7 +92,7 @@ SIMULCAST_RATES = [[60_000, 100_000, 140_000], [110_000, 180_000, 250_000], [220
 
 
 def test_distribution_climbs_past_a_cheaper_spatial_switch_to_the_top_layer():
-    t = _FakeTransport()
+    t = FakeTransport()
     bwe = TransportBwe(t)
     consumer = _FakeLayeredConsumer(SIMULCAST_RATES)
     t.consumers = {consumer.id: consumer}
@@ -129,7 +114,7 @@ def test_distribution_climbs_past_a_cheaper_spatial_switch_to_the_top_layer():
 
 
 def test_distribution_without_feedback_caps_nothing():
-    t = _FakeTransport()
+    t = FakeTransport()
     bwe = TransportBwe(t)
     consumer = _FakeLayeredConsumer(SIMULCAST_RATES)
     t.consumers = {consumer.id: consumer}
@@ -137,7 +122,7 @@ def test_distribution_without_feedback_caps_nothing():
     assert consumer.limits == []
 
 
-class _PaddingTransport(_FakeTransport):
+class _PaddingTransport(FakeTransport):
     """Records what would go on the wire and feeds it back as ``on_rtp_sent`` does."""
 
     def __init__(self):
@@ -184,7 +169,7 @@ def test_received_transport_seq_is_logged_and_a_removed_producer_forgotten():
         id = "p1"
         ext_uri_by_id = {3: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"}
 
-    t = _FakeTransport()
+    t = FakeTransport()
     bwe = TransportBwe(t)
     packet = build_rtp(96, 1, 0, 42, b"x", extensions=[(3, (777).to_bytes(2, "big"))])
     bwe.on_rtp_received(packet, parse_rtp_header(packet), _Producer(), 1000)
